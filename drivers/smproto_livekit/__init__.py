@@ -1,0 +1,5 @@
+"""smproto_livekit: the livekit driver of smproto (see its issue; not implemented yet)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

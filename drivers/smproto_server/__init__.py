@@ -1,0 +1,5 @@
+"""smproto_server: the server driver of smproto (see its issue; not implemented yet)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,119 @@
+"""Helpers shared by the tests: the fixtures folder and engines driven into a state."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smproto import AudioFormat, ClientConnection, State, TranscriptionConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> Path:
+    """``../shared/fixtures/speechmatics`` (or ``$SMPROTO_FIXTURES``)."""
+    env = os.environ.get("SMPROTO_FIXTURES")
+    if env:
+        return Path(env)
+    return REPO.parent / "shared" / "fixtures" / "speechmatics"
+
+
+def require_fixtures() -> Path:
+    """The fixtures folder, or skip with a clear message (under CI, .ci/run fails instead)."""
+    path = fixtures_dir()
+    if not (path / "realtime.yaml").is_file():
+        pytest.skip(f"shared fixtures not found at {path} (set SMPROTO_FIXTURES)")
+    return path
+
+
+def chat1_messages() -> list[dict[str, Any]]:
+    """The RT protocol messages of the recorded session, in order (the recording's
+    own SDK-level message types, such as AddSegment, are left out)."""
+    rt_types = {
+        "Info",
+        "RecognitionStarted",
+        "AddPartialTranscript",
+        "AddTranscript",
+        "EndOfUtterance",
+    }
+    path = require_fixtures() / "chat1.jsonl"
+    out = []
+    for line in path.read_text().splitlines():
+        payload = json.loads(line)["payload"]
+        if payload.get("message") in rt_types:
+            out.append(payload)
+    return out
+
+
+def dumps(msg: dict[str, Any]) -> str:
+    return json.dumps(msg)
+
+
+FRAME = b"\x00\x01" * 1600  # 0.1 s of 16 kHz 16-bit audio
+
+
+def recognition_started(**extra: Any) -> str:
+    msg = {
+        "message": "RecognitionStarted",
+        "id": "test-session",
+        "language_pack_info": {"word_delimiter": " ", "language_description": "English"},
+    }
+    msg.update(extra)
+    return json.dumps(msg)
+
+
+def client_in(
+    state: State,
+    config: TranscriptionConfig | None = None,
+    audio_format: AudioFormat | None = None,
+    *,
+    frames: int = 0,
+    channel: str | None = None,
+    **options: Any,
+) -> ClientConnection:
+    """A client engine driven (through its public API) into ``state``.
+
+    In STREAMING and DRAINING, ``frames`` frames of audio have been sent (on
+    ``channel`` with ``send_channel_audio`` when given) and not acknowledged.
+    """
+    conn = ClientConnection(
+        config or TranscriptionConfig(language="en", enable_partials=True),
+        audio_format or AudioFormat(),
+        **options,
+    )
+    if state is State.CONNECTING:
+        return conn
+    conn.connection_opened(now=0.0)
+    if state is State.AWAITING_RECOGNITION_STARTED:
+        _drain(conn)
+        return conn
+    if state is State.FAILED:
+        conn.connection_closed(1006, "gone", now=0.5)
+        _drain(conn)
+        return conn
+    conn.receive_message(recognition_started(), now=0.1)
+    for _ in range(frames):
+        if channel is None:
+            conn.send_audio(FRAME, now=0.15)
+        else:
+            conn.send_channel_audio(channel, FRAME, now=0.15)
+    if state is State.STREAMING:
+        _drain(conn)
+        return conn
+    conn.end_of_stream(now=0.2)
+    if state is State.DRAINING:
+        _drain(conn)
+        return conn
+    assert state is State.CLOSED
+    conn.receive_message('{"message": "EndOfTranscript"}', now=0.3)
+    _drain(conn)
+    return conn
+
+
+def _drain(conn: ClientConnection) -> None:
+    conn.actions()
+    conn.events()
