@@ -452,7 +452,7 @@ class ClientConnection:
     def _fail(self, failure: Failure, close: CloseTransport | None) -> None:
         self._fire("fail")
         self.failure = failure
-        self._pending.clear()
+        # The replay queue is kept: resume_from() carries it to the next connection.
         self._start_deadline = self._drain_deadline = None
         if close is not None:
             self._actions.append(close)

@@ -262,4 +262,3 @@ def mermaid_diagram(role: str = "client") -> str:
     # whatever state the throwaway model happens to be in.
     lines = [ln.rstrip() for ln in source.splitlines() if not ln.strip().startswith("Class ")]
     return "\n".join(lines) + "\n"
-

@@ -14,7 +14,9 @@ Speechmatics SDK's ``convert_to_txt``:
 - punctuation attaches to the previous word (the default), the next word, both
   (``for-sure``), or none (stands alone);
 - a ``speaker_change`` result (legacy speaker-change detection) is shown as ``<sc>``
-  on its own line.
+  on its own line;
+- unlike the legacy joiner, nothing is dropped: a mark with no word to attach to
+  stands alone, and a mark attached to the next word waits for it even past another.
 
 :class:`TranscriptAssembler` keeps the running text of a session: finals append,
 and each partial replaces the previous partial. It joins across messages, so a
@@ -310,15 +312,19 @@ class _Group:
         elif rtype == "punctuation":
             mark = _token_text(result)
             attaches = result.attaches_to or "previous"
+            # Unlike the legacy joiner, a mark with nothing to attach to is kept, not
+            # dropped: a final that holds only "." still shows it.
             if attaches == "previous":
                 if self.contents:
                     self.contents[-1] += mark
+                else:
+                    self.contents.append(mark)
             elif attaches == "next":
-                self.pending = mark
+                self.pending += mark
             elif attaches == "none":
                 self.contents.append(mark)
-            elif attaches == "both" and self.contents:
-                self.pending = self.contents.pop() + mark
+            elif attaches == "both":
+                self.pending = (self.contents.pop() if self.contents else "") + self.pending + mark
         # Other types (e.g. speaker_change) are handled by the caller.
 
     def render(self, delimiter: str) -> str:
