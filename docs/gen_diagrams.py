@@ -1,4 +1,4 @@
-"""Regenerate the state diagrams in docs/ from the ``transitions`` machines.
+"""Regenerate the state diagrams and rules tables in docs/ from the ``transitions`` machines.
 
     python docs/gen_diagrams.py
 
@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smproto._state import mermaid_diagram
+from smproto._state import mermaid_diagram, rules_markdown
 
 DOCS = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    for role in ("client",):
-        path = DOCS / f"{role}-states.mmd"
-        path.write_text(mermaid_diagram(role))
-        print(f"wrote {path}")
+    for role in ("client", "server"):
+        for path, text in (
+            (DOCS / f"{role}-states.mmd", mermaid_diagram(role)),
+            (DOCS / f"{role}-rules.md", rules_markdown(role)),
+        ):
+            path.write_text(text)
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ events for the application. Drivers (``smproto_asyncio``, ``smproto_trio``,
 
 from __future__ import annotations
 
-from . import actions, events
+from . import actions, events, server_events
 from ._client import AudioInFlight, ClientConnection
-from ._state import State
+from ._server import ERROR_CLOSE_CODES, Handshake, ServerConnection
+from ._state import ServerState, State
 from .actions import CloseTransport, SendBinary, SendText
 from .auth import (
     HTTPRequest,
@@ -52,6 +53,7 @@ from .transcript import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ERROR_CLOSE_CODES",
     "Alternative",
     "AudioEventsConfig",
     "AudioFilteringConfig",
@@ -64,6 +66,7 @@ __all__ = [
     "Failure",
     "FailureKind",
     "HTTPRequest",
+    "Handshake",
     "KnownSpeaker",
     "LocalProtocolError",
     "ProtocolError",
@@ -72,6 +75,8 @@ __all__ = [
     "Result",
     "SendBinary",
     "SendText",
+    "ServerConnection",
+    "ServerState",
     "SmprotoError",
     "SpeakerDiarizationConfig",
     "State",
@@ -87,5 +92,6 @@ __all__ = [
     "join_results",
     "parse_results",
     "parse_temporary_key_response",
+    "server_events",
     "temporary_key_request",
 ]

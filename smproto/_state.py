@@ -33,12 +33,18 @@ __all__ = [
     "CLIENT_MACHINE",
     "CLIENT_RULES",
     "CLIENT_TRANSITIONS",
+    "SERVER_INPUTS",
+    "SERVER_MACHINE",
+    "SERVER_RULES",
+    "SERVER_TRANSITIONS",
     "Outcome",
     "Rule",
+    "ServerState",
     "State",
     "allowed_states",
     "fire",
     "mermaid_diagram",
+    "rules_markdown",
 ]
 
 
@@ -134,6 +140,8 @@ class Rule:
 
     outcome: Outcome
     trigger: str | None = None
+    #: For a server's REMOTE_ERROR: the type of the Error it answers with.
+    detail: str | None = None
 
     def __str__(self) -> str:
         if self.trigger:
@@ -219,10 +227,13 @@ def allowed_states(rules: Mapping[str, Mapping[State, Rule]], name: str) -> froz
     return frozenset(s for s, rule in rules[name].items() if rule.outcome is Outcome.OK)
 
 
-def _check_rules(rules: Mapping[str, Mapping[State, Rule]], machine: Machine) -> None:
-    """Every trigger a rule fires must be valid from that rule's state (checked at import)."""
+def _check_rules(
+    rules: Mapping[str, Mapping[Any, Rule]], machine: Machine, states: type[enum.Enum]
+) -> None:
+    """Every rule covers every state, and every trigger a rule fires is valid from that
+    rule's state (checked at import)."""
     for name, row in rules.items():
-        assert set(row) == set(State), f"rule {name!r} does not cover every state"
+        assert set(row) == set(states), f"rule {name!r} does not cover every state"
         for state, rule in row.items():
             if rule.trigger is None:
                 continue
@@ -231,25 +242,177 @@ def _check_rules(rules: Mapping[str, Mapping[State, Rule]], machine: Machine) ->
                 raise MachineError(f"rule {name!r} fires {rule.trigger!r} from {state.name}")
 
 
-_check_rules(CLIENT_RULES, CLIENT_MACHINE)
+_check_rules(CLIENT_RULES, CLIENT_MACHINE, State)
+
+
+# ---------------------------------------------------------------------------
+# The server role.
+
+
+class ServerState(enum.Enum):
+    """Where a server-side connection is in its life.
+
+    ::
+
+        HANDSHAKE → AWAITING_START → STARTING → STREAMING → DRAINING → CLOSED
+                (any live state) → FAILED
+    """
+
+    #: The WebSocket upgrade has not been answered yet.
+    HANDSHAKE = "HANDSHAKE"
+    #: Upgraded; waiting for ``StartRecognition``.
+    AWAITING_START = "AWAITING_START"
+    #: A valid ``StartRecognition`` arrived; the application is starting its recogniser.
+    STARTING = "STARTING"
+    #: ``RecognitionStarted`` sent: audio is accepted.
+    STREAMING = "STREAMING"
+    #: The stream ended (``EndOfStream``, every channel ended, or the duration limit);
+    #: the application is flushing its last transcripts.
+    DRAINING = "DRAINING"
+    #: ``EndOfTranscript`` sent, the handshake refused, or the application closed.
+    CLOSED = "CLOSED"
+    #: An ``Error`` was sent, or the client went away early.
+    FAILED = "FAILED"
+
+    def __repr__(self) -> str:
+        return f"ServerState.{self.name}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_SERVER_LIVE = [
+    ServerState.HANDSHAKE,
+    ServerState.AWAITING_START,
+    ServerState.STARTING,
+    ServerState.STREAMING,
+    ServerState.DRAINING,
+]
+
+#: The server's triggers: name, source state(s), destination.
+SERVER_TRANSITIONS: Final[list[dict[str, Any]]] = [
+    # handshake() accepted the upgrade.
+    {"trigger": "accept", "source": ServerState.HANDSHAKE, "dest": ServerState.AWAITING_START},
+    # handshake() refused it (an HTTP error answers the upgrade).
+    {"trigger": "reject", "source": ServerState.HANDSHAKE, "dest": ServerState.CLOSED},
+    # A valid StartRecognition arrived.
+    {"trigger": "request", "source": ServerState.AWAITING_START, "dest": ServerState.STARTING},
+    # start_recognition(): RecognitionStarted sent.
+    {"trigger": "start", "source": ServerState.STARTING, "dest": ServerState.STREAMING},
+    # EndOfStream, the last EndOfChannel, or the audio duration limit.
+    {"trigger": "drain", "source": ServerState.STREAMING, "dest": ServerState.DRAINING},
+    # end_of_transcript(): EndOfTranscript sent.
+    {"trigger": "finish", "source": ServerState.DRAINING, "dest": ServerState.CLOSED},
+    # close(): the application ends the connection.
+    {"trigger": "close", "source": _SERVER_LIVE[1:], "dest": ServerState.CLOSED},
+    # An Error sent (by the engine or the application), or the client gone early.
+    {"trigger": "fail", "source": _SERVER_LIVE, "dest": ServerState.FAILED},
+]
+
+#: The machine that runs :data:`SERVER_TRANSITIONS`. It has no models of its own.
+SERVER_MACHINE: Final = Machine(
+    model=None,
+    states=ServerState,
+    transitions=SERVER_TRANSITIONS,
+    initial=ServerState.HANDSHAKE,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+)
+
+
+def _srow(
+    handshake: Rule,
+    awaiting: Rule,
+    starting: Rule,
+    streaming: Rule,
+    draining: Rule,
+    closed: Rule,
+    failed: Rule,
+) -> dict[ServerState, Rule]:
+    return {
+        ServerState.HANDSHAKE: handshake,
+        ServerState.AWAITING_START: awaiting,
+        ServerState.STARTING: starting,
+        ServerState.STREAMING: streaming,
+        ServerState.DRAINING: draining,
+        ServerState.CLOSED: closed,
+        ServerState.FAILED: failed,
+    }
+
+
+# The client sent something the protocol does not allow now: the engine answers with
+# an Error of this type (and its close code), and the connection fails.
+_PROTOCOL = Rule(Outcome.REMOTE_ERROR, "fail", "protocol_error")
+_INVALID = Rule(Outcome.REMOTE_ERROR, "fail", "invalid_message")
+
+# A client message that needs a running recognition.
+_S_SESSION = _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, IGNORE, IGNORE, IGNORE)
+# Something the application sends while recognition runs (transcripts, ...).
+_S_RESULT = _srow(LOCAL, LOCAL, LOCAL, OK, OK, LOCAL, LOCAL)
+
+#: For every server input and state, what happens. Inputs named after a client
+#: message are that message arriving; ``"<binary>"`` is a binary audio frame and
+#: ``"<unknown>"`` an unknown or unparseable message.
+SERVER_RULES: Final[Mapping[str, Mapping[ServerState, Rule]]] = {
+    # Transport events.
+    "handshake_accepted": _srow(_trig("accept"), LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL),
+    "handshake_rejected": _srow(_trig("reject"), LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL),
+    "connection_closed": _srow(_FAIL, _FAIL, _FAIL, _FAIL, _FAIL, OK, OK),
+    # A limit reached: no StartRecognition, idle (STREAMING only), session length.
+    "timer_expired": _srow(IGNORE, _FAIL, IGNORE, _FAIL, _FAIL, IGNORE, IGNORE),
+    # A limit approaching (idle_timeout, session_timeout warnings), or, once
+    # EndOfTranscript was sent, the client slow to close (the engine closes).
+    "timer_warning": _srow(IGNORE, IGNORE, IGNORE, OK, OK, OK, IGNORE),
+    # Client messages.
+    "StartRecognition": _srow(
+        LOCAL, _trig("request"), _PROTOCOL, _PROTOCOL, _PROTOCOL, IGNORE, IGNORE
+    ),
+    "<binary>": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
+    "AddChannelAudio": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
+    "EndOfStream": _srow(LOCAL, _PROTOCOL, _PROTOCOL, _trig("drain"), IGNORE, IGNORE, IGNORE),
+    "EndOfChannel": _S_SESSION,
+    "EndOfChannel:last": _srow(LOCAL, _PROTOCOL, _PROTOCOL, _trig("drain"), IGNORE, IGNORE, IGNORE),
+    "SetRecognitionConfig": _S_SESSION,
+    "ForceEndOfUtterance": _S_SESSION,
+    "GetSpeakers": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
+    "<unknown>": _srow(LOCAL, _INVALID, _INVALID, _INVALID, _INVALID, IGNORE, IGNORE),
+    # Application commands.
+    "start_recognition": _srow(LOCAL, LOCAL, _trig("start"), LOCAL, LOCAL, LOCAL, LOCAL),
+    "send_result": _S_RESULT,
+    "send_notice": _srow(LOCAL, OK, OK, OK, OK, LOCAL, LOCAL),
+    "send_error": _srow(LOCAL, _FAIL, _FAIL, _FAIL, _FAIL, IGNORE, IGNORE),
+    "duration_limit": _srow(LOCAL, LOCAL, LOCAL, _trig("drain"), IGNORE, IGNORE, IGNORE),
+    "end_of_transcript": _srow(LOCAL, LOCAL, LOCAL, LOCAL, _trig("finish"), LOCAL, LOCAL),
+    "close": _srow(LOCAL, _CLOSE, _CLOSE, _CLOSE, _CLOSE, IGNORE, IGNORE),
+}
+
+SERVER_INPUTS: Final = tuple(SERVER_RULES)
+
+_check_rules(SERVER_RULES, SERVER_MACHINE, ServerState)
+
+
+def _role(role: str) -> tuple[type[enum.Enum], list[dict[str, Any]], Any, Mapping[str, Any]]:
+    if role == "client":
+        return State, CLIENT_TRANSITIONS, State.CONNECTING, CLIENT_RULES
+    if role == "server":
+        return ServerState, SERVER_TRANSITIONS, ServerState.HANDSHAKE, SERVER_RULES
+    raise ValueError(f"unknown role {role!r} (expected 'client' or 'server')")
 
 
 def mermaid_diagram(role: str = "client") -> str:
     """The state diagram of ``role``'s machine, as mermaid source (no graphviz needed)."""
     from transitions.extensions.diagrams import GraphMachine
 
-    if role != "client":
-        raise ValueError(f"unknown role {role!r}")
-    transitions = CLIENT_TRANSITIONS
+    states, transitions, initial, _ = _role(role)
 
     class _Model:
         pass
 
     graph_machine = GraphMachine(
         model=None,
-        states=State,
+        states=states,
         transitions=transitions,
-        initial=State.CONNECTING,
+        initial=initial,
         auto_transitions=False,
         graph_engine="mermaid",
         title=f"smproto {role} connection",
@@ -261,4 +424,30 @@ def mermaid_diagram(role: str = "client") -> str:
     # Drop the styling of the model's current state, so the diagram is the same
     # whatever state the throwaway model happens to be in.
     lines = [ln.rstrip() for ln in source.splitlines() if not ln.strip().startswith("Class ")]
+    return "\n".join(lines) + "\n"
+
+
+def rules_markdown(role: str = "client") -> str:
+    """The rules table of ``role`` as a markdown table (for the docs)."""
+    state_type, _, _, rules = _role(role)
+    states = list(state_type)
+    lines = [
+        "| input | " + " | ".join(s.name for s in states) + " |",
+        "|---|" + "---|" * len(states),
+    ]
+    for name, row in rules.items():
+        cells = []
+        for state in states:
+            rule = row[state]
+            if rule.outcome is Outcome.OK:
+                cells.append(f"→ {rule.trigger}" if rule.trigger else "ok")
+            elif rule.outcome is Outcome.IGNORE:
+                cells.append("ignored")
+            elif rule.outcome is Outcome.LOCAL_ERROR:
+                cells.append("LocalProtocolError")
+            elif rule.detail:
+                cells.append(f"Error {rule.detail}")
+            else:
+                cells.append("RemoteProtocolError")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -60,6 +60,19 @@ class Alternative(NamedTuple):
     #: ``"ltr"`` or ``"rtl"`` when the server says how to display the content.
     display_direction: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (``RecognitionAlternative``), without unset fields."""
+        out: dict[str, Any] = {"content": self.content, "confidence": self.confidence}
+        if self.language is not None:
+            out["language"] = self.language
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.display_direction is not None:
+            out["display"] = {"direction": self.display_direction}
+        return out
+
 
 class Result(NamedTuple):
     """One word, punctuation mark or entity of a transcript.
@@ -115,6 +128,30 @@ class Result(NamedTuple):
     def tags(self) -> tuple[str, ...]:
         """The best alternative's tags."""
         return self.alternatives[0].tags if self.alternatives else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (``RecognitionResult``), as :func:`parse_results` reads it."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+        }
+        if self.attaches_to is not None:
+            out["attaches_to"] = self.attaches_to
+        if self.type == "punctuation":
+            out["is_eos"] = self.is_eos
+        if self.entity_class is not None:
+            out["entity_class"] = self.entity_class
+        if self.spoken_form:
+            out["spoken_form"] = [r.to_dict() for r in self.spoken_form]
+        if self.written_form:
+            out["written_form"] = [r.to_dict() for r in self.written_form]
+        if self.volume is not None:
+            out["volume"] = self.volume
+        if self.channel is not None:
+            out["channel"] = self.channel
+        return out
 
     def shifted(self, offset: float) -> Result:
         """The same result with every time (including entity forms) moved by ``offset``."""

@@ -26,6 +26,7 @@ from smproto._state import (
     CLIENT_TRANSITIONS,
     Outcome,
     mermaid_diagram,
+    rules_markdown,
 )
 from tests.support import FRAME, REPO, client_in
 
@@ -206,10 +207,18 @@ def test_machine_keeps_no_models() -> None:
 DIAGRAM = REPO / "docs" / "client-states.mmd"
 
 
-def test_committed_diagram_is_current() -> None:
-    """docs/client-states.mmd is generated from the machine by docs/gen_diagrams.py."""
-    assert DIAGRAM.read_text() == mermaid_diagram("client"), (
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_committed_diagram_is_current(role: str) -> None:
+    """docs/<role>-states.mmd is generated from the machine by docs/gen_diagrams.py."""
+    assert (REPO / "docs" / f"{role}-states.mmd").read_text() == mermaid_diagram(role), (
         "the state diagram in docs/ is stale: run python docs/gen_diagrams.py"
+    )
+
+
+@pytest.mark.parametrize("role", ["client", "server"])
+def test_committed_rules_table_is_current(role: str) -> None:
+    assert (REPO / "docs" / f"{role}-rules.md").read_text() == rules_markdown(role), (
+        "the rules table in docs/ is stale: run python docs/gen_diagrams.py"
     )
 
 
