@@ -51,7 +51,7 @@ from .events import (
     TranslatedSentence,
     UnknownMessage,
 )
-from .transcript import Result, TranscriptFormatError, parse_results
+from .transcript import Result, TranscriptFormatError, _brief, parse_results
 
 __all__ = ["AudioInFlight", "ClientConnection"]
 
@@ -539,11 +539,15 @@ class ClientConnection:
         """
         self._now = now
         if type(data) is not str:
-            rule = self._rule("<binary>")
-            if rule.outcome is Outcome.OK:  # pragma: no cover - no state allows it
+            if isinstance(data, str):
+                data = str(data)  # a str subclass: read it as text
+            elif isinstance(data, bytes | bytearray | memoryview):
+                rule = self._rule("<binary>")
+                if rule.outcome is not Outcome.OK:  # no state accepts binary
+                    self._apply_other(rule, "<binary>", "a binary message", code=1003)
                 return
-            self._apply_other(rule, "<binary>", "a binary message", code=1003)
-            return
+            else:
+                raise TypeError(f"a message is str or bytes, not {type(data).__name__}")
         try:
             msg = _decode(data)
         except (ValueError, RecursionError) as exc:
@@ -584,6 +588,11 @@ class ClientConnection:
             handler(self, msg, rule.trigger)
         except (TranscriptFormatError, _Malformed) as exc:
             raise self._remote_error(f"malformed {mtype} from the server: {exc}") from None
+        except RecursionError:
+            # A value nested deeper than Python can walk: refuse the message, don't crash.
+            raise self._remote_error(
+                f"malformed {mtype} from the server: nested too deeply"
+            ) from None
 
     def _apply_other(self, rule: Rule, name: str, what: str, code: int = 1002) -> None:
         """Handle an input whose rule is IGNORE, LOCAL_ERROR or REMOTE_ERROR."""
@@ -645,17 +654,17 @@ class ClientConnection:
     def _on_audio_added(self, msg: dict[str, Any], trigger: str | None) -> None:
         seq_no = msg.get("seq_no")
         if type(seq_no) is not int:
-            raise _Malformed(f"seq_no must be an integer, got {seq_no!r:.40}")
+            seq_no = _integer(seq_no, "seq_no")
         self._ack(self._main, seq_no, "AudioAdded")
         self._events.append(AudioAdded(seq_no, msg))
         if self._pending:
             self._pump_pending()
 
     def _on_channel_audio_added(self, msg: dict[str, Any], trigger: str | None) -> None:
-        seq_no = msg.get("seq_no")
+        seq_no = _integer(msg.get("seq_no"), "seq_no")
         channel = msg.get("channel")
-        if type(seq_no) is not int or type(channel) is not str:
-            raise _Malformed("ChannelAudioAdded needs an integer seq_no and a string channel")
+        if type(channel) is not str:
+            raise _Malformed("ChannelAudioAdded needs a string channel")
         stream = self._channels.get(channel)
         if stream is None:
             raise self._remote_error(
@@ -1362,6 +1371,15 @@ class _Malformed(Exception):
     """A server message of a known type with the wrong shape (internal)."""
 
 
+def _integer(value: Any, what: str) -> int:
+    """A JSON integer; like JSON Schema, an integral float such as ``3.0`` counts."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise _Malformed(f"{what} must be an integer, got {_brief(value)}")
+
+
 def _opt(msg: dict[str, Any], key: str, kind: type) -> Any:
     value = msg.get(key)
     if value is not None and type(value) is not kind:
@@ -1381,13 +1399,19 @@ def _notice(msg: dict[str, Any], lenient: bool = False) -> tuple[str, str, int |
         ntype = ntype if type(ntype) is str else ""
         reason = reason if type(reason) is str else str(reason)
     if code is not None and type(code) is not int:
-        if not lenient:
-            raise _Malformed("code must be an integer")
-        code = None
+        try:
+            code = _integer(code, "code")
+        except _Malformed:
+            if not lenient:
+                raise
+            code = None
     if seq_no is not None and type(seq_no) is not int:
-        if not lenient:
-            raise _Malformed("seq_no must be an integer")
-        seq_no = None
+        try:
+            seq_no = _integer(seq_no, "seq_no")
+        except _Malformed:
+            if not lenient:
+                raise
+            seq_no = None
     return ntype, reason, code, seq_no
 
 

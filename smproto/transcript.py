@@ -25,6 +25,7 @@ final that holds only a full stop attaches it to the last word of the previous o
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -42,6 +43,16 @@ __all__ = [
 
 class TranscriptFormatError(SmprotoError, ValueError):
     """A list of results does not have the shape the protocol specifies."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 4
+
+
+def _brief(value: object) -> str:
+    """A short repr for error messages, cheap and bounded however deep the value nests."""
+    return _REPR.repr(value)
 
 
 class Alternative(NamedTuple):
@@ -171,7 +182,7 @@ class Result(NamedTuple):
 def _opt_str(value: Any, what: str) -> str | None:
     if value is None or type(value) is str:
         return value
-    raise TranscriptFormatError(f"{what} must be a string, got {value!r:.40}")
+    raise TranscriptFormatError(f"{what} must be a string, got {_brief(value)}")
 
 
 _tuple_new = tuple.__new__
@@ -180,11 +191,11 @@ _NO_TAGS: tuple[str, ...] = ()
 
 def _parse_alternatives(raw: Any) -> tuple[Alternative, ...]:
     if type(raw) is not list:
-        raise TranscriptFormatError(f"alternatives must be a list, got {raw!r:.40}")
+        raise TranscriptFormatError(f"alternatives must be a list, got {_brief(raw)}")
     out = []
     for alt in raw:
         if type(alt) is not dict:
-            raise TranscriptFormatError(f"an alternative must be an object, got {alt!r:.40}")
+            raise TranscriptFormatError(f"an alternative must be an object, got {_brief(alt)}")
         get = alt.get
         content = get("content")
         confidence = get("confidence", 0.0)
@@ -198,7 +209,7 @@ def _parse_alternatives(raw: Any) -> tuple[Alternative, ...]:
         ):
             raise TranscriptFormatError(
                 "an alternative needs a string content, a numeric confidence, and string "
-                f"language and speaker when present; got {alt!r:.80}"
+                f"language and speaker when present; got {_brief(alt)}"
             )
         tags = _NO_TAGS
         direction = None
@@ -207,13 +218,13 @@ def _parse_alternatives(raw: Any) -> tuple[Alternative, ...]:
             if raw_tags is not None:
                 if type(raw_tags) is not list or not all(type(t) is str for t in raw_tags):
                     raise TranscriptFormatError(
-                        f"alternative tags must be a list of strings, got {raw_tags!r:.40}"
+                        f"alternative tags must be a list of strings, got {_brief(raw_tags)}"
                     )
                 tags = tuple(raw_tags)
             display = get("display")
             if display is not None:
                 if type(display) is not dict:
-                    raise TranscriptFormatError(f"display must be an object, got {display!r:.40}")
+                    raise TranscriptFormatError(f"display must be an object, got {_brief(display)}")
                 direction = _opt_str(display.get("direction"), "display.direction")
         out.append(
             _tuple_new(Alternative, (content, confidence, language, speaker, tags, direction))
@@ -223,7 +234,7 @@ def _parse_alternatives(raw: Any) -> tuple[Alternative, ...]:
 
 def _parse_result(r: Any, offset: float) -> Result:
     if type(r) is not dict:
-        raise TranscriptFormatError(f"a result must be an object, got {r!r:.40}")
+        raise TranscriptFormatError(f"a result must be an object, got {_brief(r)}")
     get = r.get
     rtype = get("type")
     start: Any = get("start_time")
@@ -235,7 +246,7 @@ def _parse_result(r: Any, offset: float) -> Result:
         or (te is not float and te is not int)
     ):
         raise TranscriptFormatError(
-            f"a result needs a string type and numeric start_time and end_time; got {r!r:.80}"
+            f"a result needs a string type and numeric start_time and end_time; got {_brief(r)}"
         )
     raw_alts = get("alternatives")
     alts = _parse_alternatives(raw_alts) if raw_alts is not None else ()
@@ -247,16 +258,16 @@ def _parse_result(r: Any, offset: float) -> Result:
         return _tuple_new(Result, (rtype, start, end, alts, None, False, None, (), (), None, None))
     attaches_to = get("attaches_to")
     if attaches_to is not None and type(attaches_to) is not str:
-        raise TranscriptFormatError(f"attaches_to must be a string, got {attaches_to!r:.40}")
+        raise TranscriptFormatError(f"attaches_to must be a string, got {_brief(attaches_to)}")
     is_eos = get("is_eos", False)
     if type(is_eos) is not bool:
-        raise TranscriptFormatError(f"is_eos must be a boolean, got {is_eos!r:.40}")
+        raise TranscriptFormatError(f"is_eos must be a boolean, got {_brief(is_eos)}")
     volume = get("volume")
     if volume is not None and type(volume) is not float and type(volume) is not int:
-        raise TranscriptFormatError(f"volume must be a number, got {volume!r:.40}")
+        raise TranscriptFormatError(f"volume must be a number, got {_brief(volume)}")
     channel = get("channel")
     if channel is not None and type(channel) is not str:
-        raise TranscriptFormatError(f"result channel must be a string, got {channel!r:.40}")
+        raise TranscriptFormatError(f"result channel must be a string, got {_brief(channel)}")
     if rtype != "entity":
         return _tuple_new(
             Result, (rtype, start, end, alts, attaches_to, is_eos, None, (), (), volume, channel)
@@ -286,7 +297,7 @@ def _parse_result(r: Any, offset: float) -> Result:
 
 def _parse_form(raw: Any, what: str, offset: float) -> tuple[Result, ...]:
     if type(raw) is not list:
-        raise TranscriptFormatError(f"{what} must be a list, got {raw!r:.40}")
+        raise TranscriptFormatError(f"{what} must be a list, got {_brief(raw)}")
     return tuple(_parse_result(r, offset) for r in raw)
 
 
@@ -298,7 +309,7 @@ def parse_results(raw: Any, *, offset: float = 0.0) -> tuple[Result, ...]:
     when the shape is not the protocol's; extra fields are ignored.
     """
     if type(raw) is not list:
-        raise TranscriptFormatError(f"results must be a list, got {raw!r:.40}")
+        raise TranscriptFormatError(f"results must be a list, got {_brief(raw)}")
     return tuple([_parse_result(r, offset) for r in raw])
 
 

@@ -120,3 +120,76 @@ def client_in(
 def _drain(conn: ClientConnection) -> None:
     conn.actions()
     conn.events()
+
+
+class SpecSchemas:
+    """JSON-schema validators for the component schemas of the official AsyncAPI spec
+    (``realtime.yaml``), with every ``$ref`` resolving inside the whole document."""
+
+    _URI = "urn:smproto-test:speechmatics-realtime"
+
+    def __init__(self, path: Path) -> None:
+        import yaml
+        from jsonschema import Draft7Validator, validators
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT7
+
+        self.root: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.schemas: dict[str, Any] = self.root["components"]["schemas"]
+        self._registry: Registry[Any] = Registry().with_resource(
+            self._URI, Resource(contents=self.root, specification=DRAFT7)
+        )
+        self._validator_cls = Draft7Validator
+        # JSON Schema calls 3.0 an integer; a parsed message keeps int and float apart, and
+        # with ``strict_numbers`` so does the validator (and bools are never numbers).
+        checker = Draft7Validator.TYPE_CHECKER.redefine_many(
+            {
+                "integer": lambda _checker, value: type(value) is int,
+                "number": lambda _checker, value: type(value) is int or type(value) is float,
+            }
+        )
+        self._strict_cls = validators.extend(Draft7Validator, type_checker=checker)
+        self._cache: dict[tuple[str, bool], Any] = {}
+
+    def validator(self, name: str, *, strict_numbers: bool = False) -> Any:
+        """The validator of ``#/components/schemas/<name>``."""
+        key = (name, strict_numbers)
+        if key not in self._cache:
+            if name not in self.schemas:
+                raise KeyError(f"the spec has no schema {name!r}")
+            schema = {"$ref": f"{self._URI}#/components/schemas/{name}"}
+            cls = self._strict_cls if strict_numbers else self._validator_cls
+            self._cache[key] = cls(schema, registry=self._registry)
+        return self._cache[key]
+
+    def errors(self, name: str, instance: Any, *, strict_numbers: bool = False) -> list[str]:
+        """What is wrong with ``instance`` as a ``name`` (empty when it conforms)."""
+        return [
+            f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in self.validator(name, strict_numbers=strict_numbers).iter_errors(instance)
+        ]
+
+    def message_errors(self, instance: Any, *, strict_numbers: bool = False) -> list[str]:
+        """Validate a message against the schema named by its ``message`` field."""
+        name = instance.get("message") if isinstance(instance, dict) else None
+        if not isinstance(name, str) or name not in self.schemas:
+            return [f"<root>: no schema for message type {name!r}"]
+        return self.errors(name, instance, strict_numbers=strict_numbers)
+
+    def channel_messages(self, channel: str) -> frozenset[str]:
+        """The message names of ``channels.<channel>`` (``publish``: client to server,
+        ``subscribe``: server to client)."""
+        return frozenset(self.root["channels"][channel]["messages"])
+
+
+_SPEC_SCHEMAS: dict[Path, SpecSchemas] = {}
+
+
+def spec_schemas() -> SpecSchemas:
+    """The spec's schemas (loaded once), or skip when the fixtures or libraries are absent."""
+    path = require_fixtures() / "realtime.yaml"
+    pytest.importorskip("yaml", reason="PyYAML is needed to read the spec")
+    pytest.importorskip("jsonschema", reason="jsonschema is needed to validate against the spec")
+    if path not in _SPEC_SCHEMAS:
+        _SPEC_SCHEMAS[path] = SpecSchemas(path)
+    return _SPEC_SCHEMAS[path]

@@ -7,11 +7,8 @@ import dataclasses
 import enum
 import json
 import math
-import os
-import re
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -39,6 +36,21 @@ from smproto.config import (
     start_recognition_message,
 )
 from smproto.errors import ConfigError
+from smproto.testing import (
+    _maybe,
+    _seconds,
+    audio_events_configs,
+    audio_filtering_configs,
+    audio_formats,
+    conversation_configs,
+    punctuation_overrides,
+    speaker_diarization_configs,
+    transcript_filtering_configs,
+    transcription_configs,
+    translation_configs,
+    vocab_entries,
+)
+from tests.support import SpecSchemas, spec_schemas
 
 # ============================================================================================
 # Helpers
@@ -82,194 +94,7 @@ def just_above(x: float) -> float:
     return math.nextafter(x, math.inf)
 
 
-# The spec's pattern for labels a client must not use (SpeakersInputItem.label, ``not``).
-SPEC_RESERVED_LABEL = re.compile(r"^(S\d+|UU|\s+.*|\S+.*\s+)$")
-
 TC_FIELDS = tuple(f.name for f in dataclasses.fields(TranscriptionConfig))
-
-
-# ============================================================================================
-# Hypothesis strategies (to move to smproto.testing)
-# ============================================================================================
-
-
-def _words(max_size: int = 8) -> st.SearchStrategy[str]:
-    return st.text(min_size=1, max_size=max_size)
-
-
-def _unique_words(max_size: int = 4) -> st.SearchStrategy[tuple[str, ...]]:
-    return st.lists(_words(), max_size=max_size, unique=True).map(tuple)
-
-
-def _maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.none() | strategy
-
-
-def _seconds(low: float, high: float) -> st.SearchStrategy[float]:
-    return st.floats(min_value=low, max_value=high) | st.integers(
-        min_value=math.ceil(low), max_value=math.floor(high)
-    ).map(float)
-
-
-def vocab_entries() -> st.SearchStrategy[VocabEntry]:
-    """Valid :class:`VocabEntry` values."""
-    return st.builds(
-        VocabEntry,
-        _words(),
-        _maybe(st.lists(_words(), min_size=1, max_size=3).map(tuple)),
-    )
-
-
-def speaker_labels() -> st.SearchStrategy[str]:
-    """Labels a client may give a known speaker."""
-    return _words(10).filter(lambda s: s.strip() == s and not SPEC_RESERVED_LABEL.search(s))
-
-
-@st.composite
-def known_speaker_lists(draw: st.DrawFn) -> tuple[KnownSpeaker, ...]:
-    """Known speakers with at most 50 identifiers in all, none shared between speakers."""
-    identifiers = draw(st.lists(_words(6), min_size=0, max_size=12, unique=True))
-    speakers: list[KnownSpeaker] = []
-    while identifiers:
-        take = draw(st.integers(min_value=1, max_value=len(identifiers)))
-        speakers.append(KnownSpeaker(draw(speaker_labels()), tuple(identifiers[:take])))
-        identifiers = identifiers[take:]
-    return tuple(speakers)
-
-
-def speaker_diarization_configs() -> st.SearchStrategy[SpeakerDiarizationConfig]:
-    """Valid :class:`SpeakerDiarizationConfig` values."""
-    return st.builds(
-        SpeakerDiarizationConfig,
-        max_speakers=_maybe(st.integers(min_value=2, max_value=100)),
-        speaker_sensitivity=_maybe(_seconds(0, 1)),
-        prefer_current_speaker=_maybe(st.booleans()),
-        get_speakers=_maybe(st.booleans()),
-        speakers=_maybe(known_speaker_lists()),
-    )
-
-
-def audio_filtering_configs() -> st.SearchStrategy[AudioFilteringConfig]:
-    """Valid :class:`AudioFilteringConfig` values."""
-    return st.builds(AudioFilteringConfig, volume_threshold=_maybe(_seconds(0, 100)))
-
-
-def transcript_filtering_configs() -> st.SearchStrategy[TranscriptFilteringConfig]:
-    """Valid :class:`TranscriptFilteringConfig` values."""
-    replacement = st.builds(WordReplacement, _words(), st.text(max_size=8))
-    return st.builds(
-        TranscriptFilteringConfig,
-        remove_disfluencies=_maybe(st.booleans()),
-        replacements=_maybe(st.lists(replacement, max_size=3).map(tuple)),
-    )
-
-
-def punctuation_overrides() -> st.SearchStrategy[PunctuationOverrides]:
-    """Valid :class:`PunctuationOverrides` values."""
-    marks = st.just(("all",)) | st.lists(st.characters(exclude_characters="\n"), max_size=4).map(
-        tuple
-    )
-    return st.builds(
-        PunctuationOverrides,
-        permitted_marks=_maybe(marks),
-        sensitivity=_maybe(_seconds(0, 1)),
-    )
-
-
-def conversation_configs() -> st.SearchStrategy[ConversationConfig]:
-    """Valid :class:`ConversationConfig` values."""
-    return st.builds(ConversationConfig, end_of_utterance_silence_trigger=_maybe(_seconds(0, 2)))
-
-
-def json_values() -> st.SearchStrategy[Any]:
-    """Arbitrary JSON values (what a future wire field might carry)."""
-    scalars = (
-        st.none()
-        | st.booleans()
-        | st.integers(min_value=-(2**53), max_value=2**53)
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(max_size=6)
-    )
-    return st.recursive(
-        scalars,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
-        max_leaves=6,
-    )
-
-
-def extra_fields() -> st.SearchStrategy[dict[str, Any]]:
-    """Unmodelled ``transcription_config`` fields, as a client might add them."""
-    keys = st.from_regex(r"x_[a-z_]{1,8}", fullmatch=True)
-    return st.dictionaries(keys, json_values(), min_size=1, max_size=3)
-
-
-@st.composite
-def transcription_configs(draw: st.DrawFn, *, extra: bool = True) -> TranscriptionConfig:
-    """Valid :class:`TranscriptionConfig` values, exercising every field.
-
-    ``extra=False`` never sets :attr:`TranscriptionConfig.extra`.
-    """
-    models = st.sampled_from(["standard", "enhanced", "melia-1"])
-    model, operating_point = draw(
-        st.sampled_from(["neither", "model", "operating_point"]).flatmap(
-            lambda which: st.tuples(
-                models if which == "model" else st.none(),
-                models if which == "operating_point" else st.none(),
-            )
-        )
-    )
-    language_hints = draw(_maybe(_unique_words()))
-    strict = draw(_maybe(st.booleans())) if language_hints else None
-    vocab = st.lists(_words() | vocab_entries(), max_size=4).map(tuple)
-    kwargs: dict[str, Any] = {
-        "domain": draw(_maybe(_words())),
-        "output_locale": draw(_maybe(_words())),
-        "additional_vocab": draw(_maybe(vocab)),
-        "diarization": draw(
-            _maybe(st.sampled_from(["none", "speaker", "channel", "channel_and_speaker"]))
-        ),
-        "max_delay": draw(_maybe(_seconds(0.7, 4))),
-        "max_delay_mode": draw(_maybe(st.sampled_from(["flexible", "fixed"]))),
-        "speaker_diarization_config": draw(_maybe(speaker_diarization_configs())),
-        "audio_filtering_config": draw(_maybe(audio_filtering_configs())),
-        "transcript_filtering_config": draw(_maybe(transcript_filtering_configs())),
-        "enable_partials": draw(_maybe(st.booleans())),
-        "enable_entities": draw(_maybe(st.booleans())),
-        "model": model,
-        "operating_point": operating_point,
-        "punctuation_overrides": draw(_maybe(punctuation_overrides())),
-        "conversation_config": draw(_maybe(conversation_configs())),
-        "channel_diarization_labels": draw(_maybe(_unique_words())),
-        "language_hints": language_hints,
-        "language_hints_strict": strict,
-        "extra": draw(_maybe(extra_fields())) if extra else None,
-    }
-    with no_deprecation_warnings():
-        return TranscriptionConfig(draw(_words(5)), **kwargs)
-
-
-def audio_formats() -> st.SearchStrategy[AudioFormat]:
-    """Valid :class:`AudioFormat` values, raw and file."""
-    raw = st.builds(
-        AudioFormat,
-        type=st.just("raw"),
-        encoding=_maybe(st.sampled_from(["pcm_s16le", "pcm_f32le", "mulaw"])),
-        sample_rate=_maybe(
-            st.sampled_from([8000, 16000, 22050, 44100, 48000])
-            | st.integers(min_value=1, max_value=384_000)
-        ),
-    )
-    return raw | st.just(AudioFormat.file())
-
-
-def translation_configs() -> st.SearchStrategy[TranslationConfig]:
-    """Valid :class:`TranslationConfig` values (including an empty target list)."""
-    return st.builds(TranslationConfig, _unique_words(), enable_partials=_maybe(st.booleans()))
-
-
-def audio_events_configs() -> st.SearchStrategy[AudioEventsConfig]:
-    """Valid :class:`AudioEventsConfig` values."""
-    return st.builds(AudioEventsConfig, _maybe(_unique_words()))
 
 
 # ============================================================================================
@@ -1477,60 +1302,9 @@ def test_start_recognition_message() -> None:
 # ============================================================================================
 
 
-def _spec_file() -> Path | None:
-    candidates = []
-    env = os.environ.get("SMPROTO_FIXTURES")
-    if env:
-        candidates += [Path(env) / "realtime.yaml", Path(env) / "speechmatics" / "realtime.yaml"]
-    here = Path(__file__).resolve()
-    if len(here.parents) > 3:
-        candidates.append(
-            here.parents[3] / "shared" / "fixtures" / "speechmatics" / "realtime.yaml"
-        )
-    return next((path for path in candidates if path.is_file()), None)
-
-
-class SpecSchemas:
-    """JSON-schema validators for the spec's component schemas, refs resolving in the spec."""
-
-    def __init__(self, path: Path) -> None:
-        import yaml
-        from jsonschema import Draft7Validator
-        from referencing import Registry, Resource
-        from referencing.jsonschema import DRAFT7
-
-        self.root = yaml.safe_load(path.read_text(encoding="utf-8"))
-        self._uri = "urn:smproto-test:speechmatics-realtime"
-        self._registry: Registry[Any] = Registry().with_resource(
-            self._uri, Resource(contents=self.root, specification=DRAFT7)
-        )
-        self._validator_cls = Draft7Validator
-        self._cache: dict[str, Any] = {}
-
-    def validator(self, name: str) -> Any:
-        if name not in self._cache:
-            schema = {"$ref": f"{self._uri}#/components/schemas/{name}"}
-            self._cache[name] = self._validator_cls(schema, registry=self._registry)
-        return self._cache[name]
-
-    def errors(self, name: str, instance: Any) -> list[str]:
-        return [
-            f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in self.validator(name).iter_errors(instance)
-        ]
-
-
 @pytest.fixture(scope="module")
 def spec() -> SpecSchemas:
-    path = _spec_file()
-    if path is None:
-        pytest.skip(
-            "Speechmatics AsyncAPI spec not found: set SMPROTO_FIXTURES or provide "
-            "../shared/fixtures/speechmatics/realtime.yaml"
-        )
-    pytest.importorskip("yaml", reason="PyYAML is needed to read the spec")
-    pytest.importorskip("jsonschema", reason="jsonschema is needed to validate against the spec")
-    return SpecSchemas(path)
+    return spec_schemas()
 
 
 pytestmark_fixtures = pytest.mark.fixtures
