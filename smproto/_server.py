@@ -648,7 +648,7 @@ class ServerConnection:
                 else max(s.bytes_received for s in self._channels.values())
             )
             if bps and received / bps > limit:
-                rule = self._rule("duration_limit")
+                rule = self._rule("<binary>:over_limit")
                 assert rule.trigger == "drain"
                 self._send(
                     {

@@ -358,16 +358,19 @@ SERVER_RULES: Final[Mapping[str, Mapping[ServerState, Rule]]] = {
     "handshake_accepted": _srow(_trig("accept"), LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL),
     "handshake_rejected": _srow(_trig("reject"), LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL),
     "connection_closed": _srow(_FAIL, _FAIL, _FAIL, _FAIL, _FAIL, OK, OK),
-    # A limit reached: no StartRecognition, idle (STREAMING only), session length.
-    "timer_expired": _srow(IGNORE, _FAIL, IGNORE, _FAIL, _FAIL, IGNORE, IGNORE),
-    # A limit approaching (idle_timeout, session_timeout warnings), or, once
-    # EndOfTranscript was sent, the client slow to close (the engine closes).
+    # A limit reached: no StartRecognition, idle (STREAMING only), session length; and
+    # in CLOSED, a client slow to close after EndOfTranscript (the engine closes).
+    "timer_expired": _srow(IGNORE, _FAIL, IGNORE, _FAIL, _FAIL, OK, IGNORE),
+    # A limit approaching: idle_timeout and session_timeout warnings.
     "timer_warning": _srow(IGNORE, IGNORE, IGNORE, OK, OK, OK, IGNORE),
     # Client messages.
     "StartRecognition": _srow(
         LOCAL, _trig("request"), _PROTOCOL, _PROTOCOL, _PROTOCOL, IGNORE, IGNORE
     ),
     "<binary>": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
+    # Audio that takes the session past max_audio_seconds: Warning
+    # duration_limit_exceeded, and the stream ends as if EndOfStream had come.
+    "<binary>:over_limit": _srow(LOCAL, _PROTOCOL, _PROTOCOL, _trig("drain"), OK, IGNORE, IGNORE),
     "AddChannelAudio": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
     "EndOfStream": _srow(LOCAL, _PROTOCOL, _PROTOCOL, _trig("drain"), IGNORE, IGNORE, IGNORE),
     "EndOfChannel": _S_SESSION,
@@ -381,7 +384,6 @@ SERVER_RULES: Final[Mapping[str, Mapping[ServerState, Rule]]] = {
     "send_result": _S_RESULT,
     "send_notice": _srow(LOCAL, OK, OK, OK, OK, LOCAL, LOCAL),
     "send_error": _srow(LOCAL, _FAIL, _FAIL, _FAIL, _FAIL, IGNORE, IGNORE),
-    "duration_limit": _srow(LOCAL, LOCAL, LOCAL, _trig("drain"), IGNORE, IGNORE, IGNORE),
     "end_of_transcript": _srow(LOCAL, LOCAL, LOCAL, LOCAL, _trig("finish"), LOCAL, LOCAL),
     "close": _srow(LOCAL, _CLOSE, _CLOSE, _CLOSE, _CLOSE, IGNORE, IGNORE),
 }

@@ -892,6 +892,12 @@ class TranscriptionConfig:
             raise ConfigError("language", "is required")
         if extra:
             kwargs["extra"] = extra
+        if "operating_point" in kwargs:
+            # A peer's wire config may use the deprecated alias: that is the peer's
+            # business, not a deprecation in this program's code.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return cls(**kwargs)
         return cls(**kwargs)
 
     # ----- mid-session changes ---------------------------------------------------------------

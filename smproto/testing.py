@@ -108,12 +108,15 @@ __all__ = [
     "audio_events_configs",
     "audio_filtering_configs",
     "audio_formats",
+    "audio_frames",
     "channel_audio_added_messages",
+    "client_messages",
     "conversation_configs",
     "end_of_transcript_messages",
     "end_of_utterance_messages",
     "error_messages",
     "extra_fields",
+    "fuzzed_client_messages",
     "fuzzed_messages",
     "info_messages",
     "json_values",
@@ -128,6 +131,7 @@ __all__ = [
     "speaker_diarization_configs",
     "speaker_labels",
     "speakers_result_messages",
+    "start_recognition_messages",
     "transcript_filtering_configs",
     "transcript_messages",
     "transcription_configs",
@@ -1383,6 +1387,118 @@ def fuzzed_messages(*, max_seq_no: int = 1000) -> SearchStrategy[str | bytes]:
         (json_any | typed).map(json.dumps),
         mutated_message_texts(max_seq_no=max_seq_no),
         server_messages(max_seq_no=max_seq_no).map(json.dumps),
+    )
+
+
+# ============================================================================================
+# Client messages (for testing servers)
+# ============================================================================================
+
+
+@st.composite
+def start_recognition_messages(draw: st.DrawFn) -> Message:
+    """A valid ``StartRecognition`` (configs from :func:`transcription_configs` and friends)."""
+    from .config import start_recognition_message
+
+    message: Message = start_recognition_message(
+        draw(transcription_configs(extra=False)),
+        draw(audio_formats()),
+        draw(_maybe(translation_configs())),
+        draw(_maybe(audio_events_configs())),
+    )
+    return message
+
+
+def _client_message(
+    kind: str, channels: tuple[str, ...], max_seq_no: int
+) -> SearchStrategy[Message]:
+    channel = st.sampled_from(channels)
+    seq = st.integers(0, max_seq_no)
+    if kind == "StartRecognition":
+        return start_recognition_messages()
+    if kind == "AddChannelAudio":
+        return st.builds(
+            lambda c, data: {
+                "message": "AddChannelAudio",
+                "channel": c,
+                "data": base64.b64encode(data).decode("ascii"),
+            },
+            channel,
+            st.binary(min_size=2, max_size=64),
+        )
+    if kind == "EndOfStream":
+        return st.builds(lambda n: {"message": "EndOfStream", "last_seq_no": n}, seq)
+    if kind == "EndOfChannel":
+        return st.builds(
+            lambda c, n: {"message": "EndOfChannel", "channel": c, "last_seq_no": n}, channel, seq
+        )
+    if kind == "SetRecognitionConfig":
+
+        def build(changes: dict[str, Any]) -> Message:
+            from .config import TranscriptionConfig
+
+            config = TranscriptionConfig("en").with_changes(**changes)
+            return {
+                "message": "SetRecognitionConfig",
+                "transcription_config": config.mid_session_dict(),
+            }
+
+        return mid_session_changes().map(build)
+    if kind == "ForceEndOfUtterance":
+        return st.fixed_dictionaries(
+            {"message": st.just("ForceEndOfUtterance")},
+            optional={"timestamp": _seconds(0, 1000), "channel": channel},
+        )
+    if kind == "GetSpeakers":
+        return st.fixed_dictionaries(
+            {"message": st.just("GetSpeakers")}, optional={"final": st.booleans()}
+        )
+    raise ValueError(f"{kind!r} is not a client message type (AddAudio is binary)")
+
+
+def client_messages(
+    types: Iterable[str] | None = None,
+    *,
+    channels: Sequence[str] | None = None,
+    max_seq_no: int = 1000,
+) -> SearchStrategy[Message]:
+    """Valid client→server JSON messages of the spec (``AddAudio`` is a binary frame,
+    :func:`audio_frames`), each conforming to its schema in the spec.
+
+    ``types`` limits the message types; ``channels`` names the channels of
+    ``AddChannelAudio``/``EndOfChannel``/``ForceEndOfUtterance`` (default left/right).
+    """
+    allowed = tuple(t for t in CLIENT_MESSAGE_TYPES if t != "AddAudio")
+    kinds = _check_types(types, allowed, "client message type")
+    chans = _check_channels(channels) or _DEFAULT_CHANNELS
+    return st.one_of(*[_client_message(k, chans, max_seq_no) for k in kinds])
+
+
+def audio_frames(*, max_size: int = 6400) -> SearchStrategy[bytes]:
+    """Binary audio frames (``AddAudio``): non-empty, any content."""
+    return st.binary(min_size=1, max_size=max_size)
+
+
+def fuzzed_client_messages(*, channels: Sequence[str] | None = None) -> SearchStrategy[str | bytes]:
+    """Anything a broken or hostile client might send as one WebSocket message: audio
+    frames, arbitrary text and JSON, valid :func:`client_messages` and broken ones."""
+    valid = client_messages(channels=channels)
+    json_any = st.recursive(
+        _scalars() | st.floats(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+        max_leaves=10,
+    )
+    typed = st.builds(
+        lambda name, rest: {**rest, "message": name},
+        st.sampled_from(CLIENT_MESSAGE_TYPES) | st.text(max_size=12),
+        st.dictionaries(st.text(max_size=8), json_any, max_size=4),
+    )
+    return st.one_of(
+        audio_frames(max_size=64),
+        st.text(st.characters(codec=None, exclude_categories=()), max_size=40),
+        (json_any | typed).map(json.dumps),
+        mutated_messages(valid),
+        valid.map(json.dumps),
     )
 
 
