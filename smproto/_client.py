@@ -85,8 +85,10 @@ class _Stream:
         "bytes_acked",
         "bytes_sent",
         "ended",
+        "final_keys",
         "final_until",
         "queued",
+        "release_until",
         "retained",
         "retained_bytes",
         "sent",
@@ -105,8 +107,13 @@ class _Stream:
         self.retained: deque[tuple[int, bytes]] = deque()
         self.retained_bytes = 0
         self.ended = False  # EndOfChannel / EndOfStream sent
-        # Absolute time up to which finals have arrived for this stream.
+        # Absolute time up to which finals have arrived for this stream, and the results
+        # delivered that end right there (told apart from new ones after a resume).
         self.final_until = -math.inf
+        self.final_keys: frozenset[tuple[Any, ...]] = frozenset()
+        # Audio before this time may be dropped: the start of the latest final, so that a
+        # replay gives the recogniser the context of the last words it finalised.
+        self.release_until = -math.inf
 
 
 _SINGLE: Final = 1
@@ -205,6 +212,7 @@ class ClientConnection:
         "_retain_limit",
         "_start_deadline",
         "_stream_ended",
+        "_translation_keys",
         "_translation_until",
         "_window_bps",
         "_word_delimiter",
@@ -315,8 +323,11 @@ class ClientConnection:
         self._ack_base = 0.0
         self._closed_reported = False
         self._translation_until: dict[str, float] = {}
-        self._dedup_transcripts: dict[str | None, float] = {}
-        self._dedup_translations: dict[str, float] = {}
+        # After a resume: per stream (or language), the time up to which the previous
+        # connection delivered finals, and the results it delivered that end there.
+        self._dedup_transcripts: dict[str | None, _Delivered] = {}
+        self._dedup_translations: dict[str, _Delivered] = {}
+        self._translation_keys: dict[str, frozenset[tuple[Any, ...]]] = {}
 
     def __repr__(self) -> str:
         inflight = self.audio_in_flight
@@ -729,17 +740,25 @@ class ClientConnection:
             start += offset
             end += offset
         if self._dedup_transcripts:
-            until = self._dedup_transcripts.get(channel)
-            if until is not None:
-                if end <= until + _EPSILON:
-                    return  # the previous connection already delivered this
-                results = _after(results, until)
+            delivered = self._dedup_transcripts.get(channel)
+            if delivered is not None:
+                if end < delivered.until - _EPSILON:
+                    return  # the previous connection already delivered all of this
+                results = delivered.new_results(results)
+                if not results and end <= delivered.until + _EPSILON:
+                    return
         if msg["message"] == "AddTranscript":
             stream = self._main if channel is None else self._channels.get(channel)
-            if stream is not None and end > stream.final_until:
-                stream.final_until = end
-                if stream.retained:
-                    self._release_retained()
+            if stream is not None and end >= stream.final_until - _EPSILON:
+                keys = _boundary_keys(results, end)
+                if end > stream.final_until + _EPSILON:
+                    stream.final_until = end
+                    stream.release_until = max(stream.release_until, min(start, end))
+                    stream.final_keys = keys
+                    if stream.retained:
+                        self._release_retained()
+                elif keys:
+                    stream.final_keys = stream.final_keys | keys
             self._events.append(
                 AddTranscript(results, start, end, channel, forced, fmt, self._word_delimiter, msg)
             )
@@ -772,17 +791,26 @@ class ClientConnection:
             if speaker is not None and type(speaker) is not str:
                 raise _Malformed("speaker must be a string")
             sentences.append(TranslatedSentence(content, start + offset, end + offset, speaker))
-        until = self._dedup_translations.get(language)
-        if until is not None:
-            sentences = [s for s in sentences if s.end_time > until + _EPSILON]
+        delivered = self._dedup_translations.get(language)
+        if delivered is not None:
+            sentences = [s for s in sentences if delivered.is_new(s.end_time, _sentence_key(s))]
         if msg["message"] == "AddTranslation":
-            if until is not None and raw_results and not sentences:
+            if delivered is not None and raw_results and not sentences:
                 return  # the previous connection already delivered this
             if sentences:
                 last = max(s.end_time for s in sentences)
-                if last > self._translation_until.get(language, -math.inf):
+                keys = frozenset(
+                    _sentence_key(s) for s in sentences if s.end_time >= last - _EPSILON
+                )
+                until = self._translation_until.get(language, -math.inf)
+                if last > until + _EPSILON:
                     self._translation_until[language] = last
+                    self._translation_keys[language] = keys
                     self._release_retained()
+                elif last >= until - _EPSILON:
+                    self._translation_keys[language] = (
+                        self._translation_keys.get(language, frozenset()) | keys
+                    )
             self._events.append(AddTranslation(language, tuple(sentences), fmt, msg))
         else:
             self._events.append(AddPartialTranslation(language, tuple(sentences), fmt, msg))
@@ -803,8 +831,8 @@ class ClientConnection:
             start += offset
         if end is not None:
             end += offset
-        until = self._dedup_transcripts.get(channel) if self._dedup_transcripts else None
-        if until is not None and end is not None and end <= until + _EPSILON:
+        delivered = self._dedup_transcripts.get(channel) if self._dedup_transcripts else None
+        if delivered is not None and end is not None and end <= delivered.until + _EPSILON:
             return
         self._events.append(EndOfUtterance(start, end, channel, forced, msg))
 
@@ -1210,7 +1238,7 @@ class ClientConnection:
 
     @staticmethod
     def _release_stream(stream: _Stream, offset: float, limit: float, bps: int) -> None:
-        cut = min(stream.final_until, limit) - offset
+        cut = min(stream.release_until, limit) - offset
         if cut <= 0:
             return
         cut_bytes = cut * bps
@@ -1220,7 +1248,12 @@ class ClientConnection:
 
     @classmethod
     def resume_from(
-        cls, old: ClientConnection, *, allow_loss: bool = False, **options: Any
+        cls,
+        old: ClientConnection,
+        *,
+        allow_loss: bool = False,
+        end_stream: bool = False,
+        **options: Any,
     ) -> ClientConnection:
         """A new connection that continues ``old``, which has failed, without losing audio.
 
@@ -1232,6 +1265,9 @@ class ClientConnection:
         one after the replay. Every time it reports is shifted so that it continues
         ``old``'s timeline, and transcripts ``old`` already delivered are not
         delivered again.
+
+        ``end_stream=True`` ends the stream after the replay even if ``old`` had not: for
+        an application that asked for the end while ``old`` was failing.
 
         Raises:
             LocalProtocolError: ``old`` has not failed, or audio was already lost
@@ -1289,6 +1325,7 @@ class ClientConnection:
                 new_stream = new._channels[channel] = _Stream()
                 new_stream.ended = stream.ended
                 new_stream.final_until = stream.final_until
+                new_stream.release_until = stream.release_until
                 new._channel_offsets[channel] = offset_of(channel, stream)
                 for _, chunk in stream.retained:
                     pending.append((channel, chunk))
@@ -1297,6 +1334,7 @@ class ClientConnection:
         else:
             new._main.ended = old._main.ended
             new._main.final_until = old._main.final_until
+            new._main.release_until = old._main.release_until
             new.time_offset = offset_of(None, old._main)
             for _, chunk in old._main.retained:
                 pending.append((None, chunk))
@@ -1316,19 +1354,39 @@ class ClientConnection:
                     pending.append((channel, b""))
         elif old._main.ended and None not in ends_queued:
             pending.append((None, b""))
+        if end_stream and not new._stream_ended:
+            new._stream_ended = True
+            if old._mode == _MULTI or (old._mode == 0 and old._expected_channels is not None):
+                new._mode = _MULTI
+                names = list(new._channels) + sorted(
+                    (old._expected_channels or frozenset()) - set(new._channels)
+                )
+                for channel in names:
+                    stream = new._stream_for(channel)
+                    if not stream.ended and channel not in ends_queued:
+                        stream.ended = True
+                        pending.append((channel, b""))
+            elif not new._main.ended:
+                new._main.ended = True
+                pending.append((None, b""))
 
         # Finals the old connection delivered must not be delivered twice.
         dedup = dict(old._dedup_transcripts)
         streams = old._channels.items() if old._mode == _MULTI else [(None, old._main)]
         for key, stream in streams:
-            if stream.final_until > dedup.get(key, -math.inf):
-                dedup[key] = stream.final_until
-        new._dedup_transcripts = dedup
+            before = dedup.get(key)
+            if before is None or stream.final_until > before.until:
+                dedup[key] = _Delivered(stream.final_until, stream.final_keys)
+        new._dedup_transcripts = {k: v for k, v in dedup.items() if v.until > -math.inf}
         translations = dict(old._dedup_translations)
         for language, until in old._translation_until.items():
-            translations[language] = max(until, translations.get(language, -math.inf))
+            before = translations.get(language)
+            if before is None or until > before.until:
+                keys = old._translation_keys.get(language, frozenset())
+                translations[language] = _Delivered(until, keys)
         new._dedup_translations = translations
         new._translation_until = dict(old._translation_until)
+        new._translation_keys = dict(old._translation_keys)
         return new
 
     def _stream_for(self, channel: str | None) -> _Stream:
@@ -1415,11 +1473,42 @@ def _notice(msg: dict[str, Any], lenient: bool = False) -> tuple[str, str, int |
     return ntype, reason, code, seq_no
 
 
-def _after(results: tuple[Result, ...], until: float) -> tuple[Result, ...]:
-    """The results that end after ``until`` (the rest were delivered before a resume)."""
-    if not results or results[0].end_time > until + _EPSILON:
-        return results
-    return tuple(r for r in results if r.end_time > until + _EPSILON)
+def _result_key(r: Result) -> tuple[Any, ...]:
+    return (r.type, r.content, round(r.start_time, 6), round(r.end_time, 6))
+
+
+def _sentence_key(s: TranslatedSentence) -> tuple[Any, ...]:
+    return (s.content, round(s.start_time, 6), round(s.end_time, 6))
+
+
+def _boundary_keys(results: tuple[Result, ...], end: float) -> frozenset[tuple[Any, ...]]:
+    """The keys of the results that end at ``end`` (the edge of what is final)."""
+    keys = []
+    for r in reversed(results):
+        if r.end_time < end - _EPSILON:
+            break
+        keys.append(_result_key(r))
+    return frozenset(keys)
+
+
+class _Delivered(NamedTuple):
+    """What a previous connection delivered: everything ending before ``until``, and, of
+    what ends exactly there, the results in ``keys``."""
+
+    until: float
+    keys: frozenset[tuple[Any, ...]]
+
+    def is_new(self, end: float, key: tuple[Any, ...]) -> bool:
+        if end > self.until + _EPSILON:
+            return True
+        if end < self.until - _EPSILON:
+            return False
+        return key not in self.keys
+
+    def new_results(self, results: tuple[Result, ...]) -> tuple[Result, ...]:
+        if not results or results[0].end_time > self.until + _EPSILON:
+            return results
+        return tuple(r for r in results if self.is_new(r.end_time, _result_key(r)))
 
 
 _Handler = Callable[[ClientConnection, dict[str, Any], "str | None"], None]

@@ -375,6 +375,9 @@ class ServerConnection:
                 "(call handshake() first)"
             )
         error_type = rule.detail or "protocol_error"
+        if error_type == "not_authorised":
+            self._error(error_type, "the API key was not accepted")
+            return
         self._error(error_type, f"{what} is not allowed in state {self.state.name}")
 
     # ------------------------------------------------------------------- inputs
@@ -391,8 +394,10 @@ class ServerConnection:
         Accepts ``/v2``, ``/v2/`` and ``/v2/<language>`` with any query (``sm-sdk``,
         ``jwt``, ...). The credential is the ``Authorization: Bearer`` header or the
         ``jwt`` query parameter. Returns the answer; an accepted connection moves to
-        ``AWAITING_START`` (with ``Error not_authorised`` already queued when the
-        credential was refused in band).
+        ``AWAITING_START``. A credential refused in band is answered with ``Error
+        not_authorised`` (and close 4001) when the client's first message arrives: the
+        official clients send ``StartRecognition`` before they read anything, and then
+        report the error as such.
         """
         self._command("handshake_accepted", "HANDSHAKE")
         self._now = now
@@ -429,8 +434,7 @@ class ServerConnection:
         self.handshake_result = result
         self._fire("accept")
         self._start_deadline = now + self.start_timeout
-        if refused:
-            self._error("not_authorised", "the API key was not accepted")
+        self._auth_error = refused
         return result
 
     def _reject(self, status: int, reason: str) -> Handshake:
@@ -457,7 +461,11 @@ class ServerConnection:
         state = self.state
         if state is ServerState.AWAITING_START:
             if self._start_deadline is not None and now >= self._start_deadline:
-                self._error("protocol_error", f"no StartRecognition within {self.start_timeout:g}s")
+                if self._auth_error:
+                    self._error("not_authorised", "the API key was not accepted")
+                else:
+                    reason = f"no StartRecognition within {self.start_timeout:g}s"
+                    self._error("protocol_error", reason)
             return
         if state is ServerState.CLOSED:
             if self._close_deadline is not None and now >= self._close_deadline:
@@ -517,6 +525,9 @@ class ServerConnection:
             LocalProtocolError: called before :meth:`handshake` accepted the connection.
         """
         self._now = now
+        if self._auth_error:
+            self._violation(self._rule("<unauthorised>"), "a message")
+            return
         if not isinstance(data, str):
             rule = self._rule("<binary>")
             if rule.outcome is not Outcome.OK:

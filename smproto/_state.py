@@ -379,6 +379,16 @@ SERVER_RULES: Final[Mapping[str, Mapping[ServerState, Rule]]] = {
     "ForceEndOfUtterance": _S_SESSION,
     "GetSpeakers": _srow(LOCAL, _PROTOCOL, _PROTOCOL, OK, OK, IGNORE, IGNORE),
     "<unknown>": _srow(LOCAL, _INVALID, _INVALID, _INVALID, _INVALID, IGNORE, IGNORE),
+    # Any first message on a connection whose credential was refused (in band).
+    "<unauthorised>": _srow(
+        LOCAL,
+        Rule(Outcome.REMOTE_ERROR, "fail", "not_authorised"),
+        IGNORE,
+        IGNORE,
+        IGNORE,
+        IGNORE,
+        IGNORE,
+    ),
     # Application commands.
     "start_recognition": _srow(LOCAL, LOCAL, _trig("start"), LOCAL, LOCAL, LOCAL, LOCAL),
     "send_result": _S_RESULT,

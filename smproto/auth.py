@@ -20,6 +20,7 @@ when the response body could echo one).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_RT_URL",
     "HTTPRequest",
     "handshake_headers",
+    "mask_credentials",
     "parse_temporary_key_response",
     "redact",
     "session_url",
@@ -43,6 +45,19 @@ DEFAULT_MANAGEMENT_URL: Final = "https://mp.speechmatics.com"
 DEFAULT_RT_URL: Final = "wss://eu2.rt.speechmatics.com/v2"
 
 _MIN_TTL, _MAX_TTL = 60, 86_400
+
+
+_CREDENTIALS = (
+    (re.compile(r"(?i)(bearer\s+)[^\s'\",]+"), r"\1***"),
+    (re.compile(r"(?i)(jwt=)[^&\s'\",]+"), r"\1***"),
+)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with bearer tokens and ``jwt=`` query parameters masked (``***``)."""
+    for pattern, replacement in _CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "LanguagePackInfo",
     "RecognitionStarted",
+    "Reconnected",
     "ServerError",
     "ServerInfo",
     "ServerWarning",
@@ -287,6 +288,18 @@ class UnknownMessage(Event):
 
     #: The message's ``message`` field.
     message: str
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected(Event):
+    """A driver replaced a failed connection with a new one (``resume_from``): the
+    session goes on, on the same timeline, with no audio lost."""
+
+    #: How many times the session has reconnected.
+    attempt: int
+    #: Why the previous connection failed.
+    reason: str
     raw: dict[str, Any] = field(repr=False)
 
 

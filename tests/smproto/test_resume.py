@@ -220,7 +220,12 @@ def _failed_after(
                 {
                     "message": "AddTranscript",
                     "results": [],
-                    "metadata": {"start_time": 0, "end_time": finals_until, "transcript": ""},
+                    # A final that starts where it ends: the audio before it is released.
+                    "metadata": {
+                        "start_time": finals_until,
+                        "end_time": finals_until,
+                        "transcript": "",
+                    },
                 }
             ),
             now=1.0,
@@ -366,7 +371,7 @@ def test_translations_hold_retention_until_translated() -> None:
     final = {
         "message": "AddTranscript",
         "results": [],
-        "metadata": {"start_time": 0, "end_time": 1.0, "transcript": ""},
+        "metadata": {"start_time": 1.0, "end_time": 1.0, "transcript": ""},
     }
     conn.receive_message(json.dumps(final), now=1.0)
     assert conn.retained_audio_seconds == pytest.approx(1.0)  # nothing translated yet
@@ -409,7 +414,7 @@ def test_multichannel_resume_replays_each_channel_on_its_own_timeline() -> None:
         conn.receive_message(
             json.dumps(
                 {"message": "AddTranscript", "channel": channel, "results": [],
-                 "metadata": {"start_time": 0, "end_time": end, "transcript": ""}}
+                 "metadata": {"start_time": end, "end_time": end, "transcript": ""}}
             ),
             now=1.0,
         )  # fmt: skip
@@ -439,3 +444,60 @@ def test_multichannel_resume_replays_each_channel_on_its_own_timeline() -> None:
     )  # fmt: skip
     final = next(e for e in new.events() if isinstance(e, AddTranscript))
     assert final.results[0].start_time == pytest.approx(0.2)  # channel b restarted at 0.2 s
+
+
+def test_a_result_at_the_boundary_is_new_unless_it_was_delivered() -> None:
+    """A full stop at exactly the time the last final ended was not delivered yet (it comes
+    in a later final); the word that ended there was."""
+
+    def final(words: list[tuple[str, str, float, float]], end: float) -> str:
+        return json.dumps(
+            {
+                "message": "AddTranscript",
+                "results": [
+                    {"type": kind, "start_time": s, "end_time": e,
+                     "alternatives": [{"content": w, "confidence": 1}]}
+                    for kind, w, s, e in words
+                ],
+                "metadata": {"start_time": 0, "end_time": end, "transcript": ""},
+            }
+        )  # fmt: skip
+
+    conn = client_in(State.STREAMING)
+    for i in range(10):
+        conn.send_audio(audio_frame(i))
+    conn.receive_message(final([("word", "world", 0.2, 0.5)], 0.5), now=1.0)
+    conn.connection_closed(None, "", now=2.0)
+    new = ClientConnection.resume_from(conn)
+    assert new.time_offset == 0.0  # the latest final's audio is replayed, for context
+    new.connection_opened(now=3.0)
+    new.receive_message('{"message": "RecognitionStarted"}', now=3.0)
+    # The new session repeats the word and adds the stop.
+    new.receive_message(
+        final([("word", "world", 0.2, 0.5), ("punctuation", ".", 0.5, 0.5)], 0.5), now=3.1
+    )
+    (event,) = [e for e in new.events() if isinstance(e, AddTranscript)]
+    assert [(r.content, r.end_time) for r in event.results] == [(".", pytest.approx(0.5))]
+
+
+def test_the_latest_final_s_audio_is_kept_as_context() -> None:
+    """A replay starts at the latest final's start, not its end, so the recogniser hears
+    the words just before the cut again (and the copies are not delivered twice)."""
+    conn = client_in(State.STREAMING)
+    for i in range(10):
+        conn.send_audio(audio_frame(i))
+    for start, end in ((0.0, 0.2), (0.2, 0.55)):
+        conn.receive_message(
+            json.dumps(
+                {
+                    "message": "AddTranscript",
+                    "results": [],
+                    "metadata": {"start_time": start, "end_time": end, "transcript": ""},
+                }
+            ),
+            now=1.0,
+        )
+    assert conn.retained_audio_seconds == pytest.approx(0.8)  # from 0.2 s, not from 0.55 s
+    conn.connection_closed(None, "", now=2.0)
+    new = ClientConnection.resume_from(conn)
+    assert new.time_offset == pytest.approx(0.2)

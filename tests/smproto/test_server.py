@@ -120,6 +120,7 @@ APPLY: dict[str, Callable[[ServerConnection], Any]] = {
     "ForceEndOfUtterance": _receive({"message": "ForceEndOfUtterance", "timestamp": 1.0}),
     "GetSpeakers": _receive({"message": "GetSpeakers", "final": False}),
     "<unknown>": _receive({"message": "Nonsense"}),
+    "<unauthorised>": lambda s: s.receive_message(start_message(), now=1.0),
     "start_recognition": lambda s: s.start_recognition(session_id="y"),
     "send_result": lambda s: s.send_transcript([WORD], start_time=0, end_time=0.5, final=True),
     "send_notice": lambda s: s.send_info("recognition_quality", "ok", quality="broadcast"),
@@ -138,6 +139,10 @@ def _engine_for(name: str, state: ServerState) -> ServerConnection:
                 json.dumps({"message": "EndOfChannel", "channel": "a", "last_seq_no": 1}), now=0.5
             )
             _drain(server)
+        return server
+    if name == "<unauthorised>":
+        server = server_in(state)
+        server._auth_error = True  # as if the key had been refused in band
         return server
     if name == "<binary>:over_limit":
         return server_in(state, max_audio_seconds=0.5)
@@ -239,12 +244,20 @@ def test_sdk_is_recorded_and_the_token_is_not() -> None:
 
 
 def test_refused_key_in_band() -> None:
+    """The Error answers the client's first message (StartRecognition), as the official
+    clients expect; without one, it comes at the start timeout."""
     server = ServerConnection(authorize=lambda token: False)
     assert server.handshake("/v2", {"Authorization": "Bearer x"}, now=0.0).accepted
+    assert server.actions() == []
+    server.receive_message(start_message(), now=0.1)
     text, close = server.actions()
     assert json.loads(text.text)["type"] == "not_authorised"  # type: ignore[union-attr]
     assert close == CloseTransport(4001, "the API key was not accepted")
     assert server.state is ServerState.FAILED
+    silent = ServerConnection(authorize=lambda token: False, start_timeout=1.0)
+    silent.handshake("/v2", {"Authorization": "Bearer x"}, now=0.0)
+    silent.handle_timer(now=1.0)
+    assert json.loads(silent.actions()[0].text)["type"] == "not_authorised"  # type: ignore[union-attr]
 
 
 def test_an_authorizer_that_crashes_refuses() -> None:
