@@ -40,13 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "drivers"), str(ROOT / "bench")]
 
 from _wer import normalise, reference_from_jsonl, wer  # noqa: E402
+
+from smproto.config import AudioFormat, StartRecognitionConfig, TranscriptionConfig  # noqa: E402
 from smproto_server.recognizer import Transcript  # noqa: E402
 from smproto_server.recognizers.offline import (  # noqa: E402
     OfflineRecognizer,
     offline_available,
 )
-
-from smproto.config import AudioFormat, StartRecognitionConfig, TranscriptionConfig  # noqa: E402
 
 FIXTURES = Path(
     os.environ.get("SMPROTO_FIXTURES", ROOT.parent / "shared" / "fixtures" / "speechmatics")

@@ -45,6 +45,7 @@ from smproto.server_events import (
     StartRequested,
     StreamEnded,
 )
+from smproto_asyncio._logging import redacting_logger
 
 from .recognizer import (
     Output,
@@ -253,6 +254,8 @@ async def serve(
         max_size=opts.max_message_bytes,
         ping_interval=ping_interval,
         server_header="smproto-server",
+        # websockets logs the handshake headers at DEBUG: mask the clients' keys.
+        logger=redacting_logger("smproto_server.websockets"),
     )
     sockname = next(iter(ws_server.sockets)).getsockname()
     local = LocalServer(host, int(sockname[1]), recognizer, ws_server, _stats=stats)

@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from smproto.config import (
+    AudioFormat,
+    ConversationConfig,
+    StartRecognitionConfig,
+    TranscriptionConfig,
+)
 from smproto_server.recognizer import (
     Output,
     Recognizer,
@@ -30,13 +37,6 @@ from smproto_server.recognizer import (
     Utterance,
 )
 from smproto_server.recognizers.offline import OfflineRecognizer, offline_available
-
-from smproto.config import (
-    AudioFormat,
-    ConversationConfig,
-    StartRecognitionConfig,
-    TranscriptionConfig,
-)
 from tests.support import REPO
 
 needs_pocketsphinx = pytest.mark.skipif(

@@ -9,6 +9,7 @@ from array import array
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from smproto_server.recognizers._offline_audio import (
     ALAW,
     ULAW,

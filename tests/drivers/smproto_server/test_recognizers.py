@@ -25,6 +25,18 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from smproto import SendText, ServerConnection
+from smproto.config import (
+    AudioEventsConfig,
+    AudioFormat,
+    ConversationConfig,
+    StartRecognitionConfig,
+    TranscriptionConfig,
+    TranslationConfig,
+)
+from smproto.events import LanguagePackInfo, SpeakerIdentity
+from smproto.transcript import Result, join_results
 from smproto_server.audio import (
     MULAW_TABLE,
     AudioDecoder,
@@ -57,18 +69,6 @@ from smproto_server.recognizers.scripted import (
     synthesize_wav,
     word_at,
 )
-
-from smproto import SendText, ServerConnection
-from smproto.config import (
-    AudioEventsConfig,
-    AudioFormat,
-    ConversationConfig,
-    StartRecognitionConfig,
-    TranscriptionConfig,
-    TranslationConfig,
-)
-from smproto.events import LanguagePackInfo, SpeakerIdentity
-from smproto.transcript import Result, join_results
 from tests.support import require_fixtures, spec_schemas
 
 ENCODINGS = ("pcm_s16le", "pcm_f32le", "mulaw")

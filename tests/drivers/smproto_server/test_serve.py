@@ -9,18 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from smproto_server import RecognizerError, ServerOptions, Transcript, serve
-from smproto_server.recognizer import Output
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from smproto import (
-    AudioFormat,
-    ClientConnection,
-    CloseTransport,
     Result,
-    SendBinary,
-    SendText,
     State,
     TranscriptionConfig,
 )
@@ -30,7 +23,6 @@ from smproto.events import (
     AddTranscript,
     AudioAdded,
     EndOfTranscript,
-    Event,
     LanguagePackInfo,
     RecognitionStarted,
     ServerError,
@@ -41,8 +33,9 @@ from smproto.events import (
     ConnectionClosed as ClosedEvent,
 )
 from smproto.transcript import Alternative
-
-FRAME = b"\x01\x00" * 1600
+from smproto_server import RecognizerError, ServerOptions, Transcript, serve
+from smproto_server.recognizer import Output
+from tests.drivers.smproto_server._client_loop import run_client
 
 
 @dataclass
@@ -96,64 +89,6 @@ class CountingRecognizer:
 
     async def aclose(self) -> None:
         self.closed = True
-
-
-async def run_client(
-    url: str,
-    frames: int,
-    *,
-    config: TranscriptionConfig | None = None,
-    headers: dict[str, str] | None = None,
-    window: float = 10.0,
-) -> tuple[ClientConnection, list[Event], float]:
-    """A minimal driver: our engine over websockets (the real drivers come with issue 4)."""
-    loop = asyncio.get_running_loop()
-    conn = ClientConnection(
-        config or TranscriptionConfig(language="en"),
-        AudioFormat(),
-        max_audio_in_flight_seconds=window,
-    )
-    events: list[Event] = []
-    started = loop.time()
-    async with connect(url, additional_headers=headers or {}) as ws:
-        conn.connection_opened(now=loop.time())
-        sent = 0
-
-        async def flush() -> None:
-            for action in conn.actions():
-                try:
-                    if isinstance(action, SendText):
-                        await ws.send(action.text)
-                    elif isinstance(action, SendBinary):
-                        await ws.send(action.data)
-                    elif isinstance(action, CloseTransport):
-                        await ws.close(action.code, action.reason)
-                except ConnectionClosed:
-                    return  # recv() reports how it closed
-
-        await flush()
-        while True:
-            if conn.state is State.STREAMING:
-                while sent < frames and not conn.audio_window_full:
-                    conn.send_audio(FRAME, now=loop.time())
-                    sent += 1
-                if sent == frames:
-                    conn.end_of_stream(now=loop.time())
-            await flush()
-            try:
-                message = await asyncio.wait_for(ws.recv(), 10)
-            except ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else None
-                conn.connection_closed(code, exc.rcvd.reason if exc.rcvd else "", now=loop.time())
-                events.extend(conn.events())
-                break
-            conn.receive_message(message, now=loop.time())
-            events.extend(conn.events())
-    if not any(isinstance(e, ClosedEvent) for e in events):
-        close = ws.close_rcvd or ws.close_sent
-        conn.connection_closed(close.code if close else None, "", now=loop.time())
-        events.extend(conn.events())
-    return conn, events, loop.time() - started
 
 
 def test_a_whole_session() -> None:
