@@ -200,7 +200,9 @@ class EventBacklog:
     are dropped, and a new partial replaces the unread partial it supersedes (same type
     and channel, or language, with no final in between). Finals and everything else are
     always kept: only superseded or informational events are ever dropped, and
-    :attr:`dropped` counts them.
+    :attr:`dropped` counts them. A backlog :attr:`overfull` (eight times ``limit``: a
+    flood of events the application does not read) tells the pump to stop reading the
+    server until the application catches up, so memory stays bounded even then.
     """
 
     __slots__ = ("_events", "dropped", "ended", "limit")
@@ -250,6 +252,11 @@ class EventBacklog:
                 del events[i]
                 self.dropped += 1
                 return
+
+    @property
+    def overfull(self) -> bool:
+        """Whether the pump should wait for the reader before reading more messages."""
+        return len(self._events) >= 8 * self.limit
 
     def pop(self) -> Event | None:
         """The oldest unread event, or ``None`` when there is none (yet)."""

@@ -5,13 +5,20 @@ Run the deep profile with ``pytest --hypothesis-profile=long``.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.support import require_fixtures
+from tests.support import REPO, SECRETS, require_fixtures
+
+if TYPE_CHECKING:
+    from tests.drivers.netutil import ServerThread
 
 # Modest by default (CI time); "long" is the deep run, from one documented command.
 settings.register_profile(
@@ -40,3 +47,88 @@ settings.load_profile(
 @pytest.fixture
 def fixtures() -> Path:
     return require_fixtures()
+
+
+# ---------------------------------------------------------------------------------------
+# Secrets never reach a log line. Every API key the tests use is made by
+# tests.support.secret(); a handler on the root logger, at DEBUG level for the whole run,
+# looks for each of them in every record of every logger (websockets' handshake logs
+# included), and the run fails if one ever appears.
+
+
+class _SecretScanner(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+        self.records = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Our loggers (smproto*, including the ones we give websockets) and anything logged
+        # from our code; the official clients' own logs are not ours to police.
+        if not (record.name.startswith("smproto") or record.pathname.startswith(_OURS)):
+            return
+        self.records += 1
+        if not SECRETS:
+            return
+        try:
+            text = self.format(record)
+        except Exception:  # a record that cannot format is not a leak
+            return
+        for secret in SECRETS:
+            if secret in text:
+                self.leaks.append(f"{record.name}: {text[:200]}".replace(secret, "<SECRET>"))
+
+
+_OURS = (str(REPO / "smproto"), str(REPO / "drivers"))
+_SCANNER = _SecretScanner()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = logging.getLogger()
+    root.addHandler(_SCANNER)
+    root.setLevel(logging.DEBUG)
+    # The state machine library logs every transition at DEBUG: keep it quiet.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logging.getLogger().removeHandler(_SCANNER)
+    if _SCANNER.leaks:
+        lines = "\n".join(_SCANNER.leaks[:20])
+        raise pytest.UsageError(f"an API key appeared in {len(_SCANNER.leaks)} log lines:\n{lines}")
+
+
+@pytest.fixture
+def log_scanner() -> _SecretScanner:
+    """The whole-run log scanner (to check it is really listening)."""
+    return _SCANNER
+
+
+# ---------------------------------------------------------------------------------------
+# Driver tests run on both backends with anyio's pytest plugin (no pytest-trio).
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def driver(anyio_backend: str) -> ModuleType:
+    """The client driver for the backend under test."""
+    import smproto_asyncio
+    import smproto_trio
+
+    return smproto_asyncio if anyio_backend == "asyncio" else smproto_trio
+
+
+@pytest.fixture
+def servers() -> Iterator[ServerThread]:
+    """Start local servers (in a thread with its own asyncio loop) for one test."""
+    from tests.drivers.netutil import ServerThread
+
+    thread = ServerThread()
+    try:
+        yield thread
+    finally:
+        thread.close()

@@ -13,6 +13,19 @@ from smproto import AudioFormat, ClientConnection, State, TranscriptionConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Every API key the tests hand to the code (see :func:`secret`); the whole run's log
+#: output is scanned for each of them (tests/conftest.py).
+SECRETS: set[str] = set()
+
+
+def secret(name: str = "key") -> str:
+    """A distinctive API key for a test, registered for the whole-run log scan."""
+    import uuid
+
+    value = f"sk-test-{name}-{uuid.uuid4().hex}"
+    SECRETS.add(value)
+    return value
+
 
 def fixtures_dir() -> Path:
     """``../shared/fixtures/speechmatics`` (or ``$SMPROTO_FIXTURES``)."""

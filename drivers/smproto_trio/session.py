@@ -209,8 +209,11 @@ class Session:
 
     async def __anext__(self) -> Event:
         while True:
+            overfull = self._backlog.overfull
             event = self._backlog.pop()
             if event is not None:
+                if overfull:
+                    self._notify()  # the pump may read again
                 return event
             if self._backlog.ended:
                 self._raise_failure()
@@ -325,6 +328,8 @@ class Session:
             await self._flush()
             complete = self._deliver(engine)
             self._notify()
+            while self._backlog.overfull and not self._done:
+                await self._changed.wait()  # a flood the application does not read
             if engine.state is State.FAILED:
                 await self._close_ws()
                 assert engine.failure is not None

@@ -41,6 +41,7 @@ from smproto_server import RecognizerError
 from smproto_server.recognizers import ScriptedRecognizer
 from smproto_server.recognizers.scripted import ScriptedSession, expected_timings, synthesize
 from tests.drivers.netutil import KeyEndpoint, ServerThread, key_endpoint
+from tests.support import secret
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -297,15 +298,18 @@ async def test_server_error_mid_stream_is_typed(driver: ModuleType, servers: Ser
 async def test_handshake_401_is_an_authentication_error(
     driver: ModuleType, servers: ServerThread
 ) -> None:
-    server = servers.serve(recognizer=ScriptedRecognizer(), api_keys=["right"])
+    right = secret("right")
+    server = servers.serve(recognizer=ScriptedRecognizer(), api_keys=[right])
     with pytest.raises(AuthenticationError) as info:
         async with driver.connect(server.url, transcription_config=config()):
             pass
     assert info.value.status == 401 and not info.value.retryable
     with pytest.raises(AuthenticationError):  # a wrong key: not_authorised in band
-        async with driver.connect(server.url, api_key="wrong", transcription_config=config()):
+        async with driver.connect(
+            server.url, api_key=secret("wrong"), transcription_config=config()
+        ):
             pass
-    async with driver.connect(server.url, api_key="right", transcription_config=config()) as s:
+    async with driver.connect(server.url, api_key=right, transcription_config=config()) as s:
         await s.end_of_stream()
         assert [e async for e in s][-1].__class__ is EndOfTranscript
 
@@ -362,10 +366,11 @@ async def test_temporary_key(
     body: bytes,
     error: type[Exception] | None,
 ) -> None:
+    long_lived = secret("long-lived")
     server = servers.serve(recognizer=ScriptedRecognizer(), api_keys=["temporary-key-1"])
     with key_endpoint(KeyEndpoint(status, body)) as endpoint:
         options = {
-            "api_key": "long-lived-key",
+            "api_key": long_lived,
             "temporary_key": True,
             "management_url": f"http://127.0.0.1:{endpoint.port}",
         }
@@ -375,10 +380,10 @@ async def test_temporary_key(
         else:
             with pytest.raises(error) as info:
                 await run_session(driver, server.url, synthesize(["hello"]), **options)
-            assert "long-lived-key" not in str(info.value)
+            assert long_lived not in str(info.value)
         request = endpoint.requests[0]
         assert request["path"] == "/v1/api_keys?type=rt"
-        assert request["authorization"] == "Bearer long-lived-key"
+        assert request["authorization"] == f"Bearer {long_lived}"
         assert request["body"] == {"ttl": 60}
 
 
@@ -438,7 +443,7 @@ async def test_reconnect_off_raises_the_typed_error(
 async def test_the_api_key_never_shows(
     driver: ModuleType, servers: ServerThread, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = "sk-VERY-SECRET-0123456789"
+    key = secret("never-shows")
     server = servers.serve(recognizer=ScriptedRecognizer(), api_keys=[key])
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []

@@ -79,3 +79,18 @@ def test_importing_smproto_loads_no_event_loop_or_socket() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_whole_run_log_scanner_is_listening(log_scanner: object) -> None:
+    """A key logged by our code would be caught (tests/conftest.py fails the run)."""
+    import logging
+
+    from tests.support import SECRETS, secret
+
+    key = secret("canary")
+    scanner = log_scanner
+    before = len(scanner.leaks)  # type: ignore[attr-defined]
+    logging.getLogger("smproto.canary").debug("Authorization: Bearer %s", key)
+    assert len(scanner.leaks) == before + 1  # type: ignore[attr-defined]
+    scanner.leaks.pop()  # type: ignore[attr-defined]
+    SECRETS.discard(key)

@@ -16,7 +16,9 @@ import pytest
 
 from smproto_server.recognizers.offline import offline_available
 from smproto_server.recognizers.scripted import synthesize, synthesize_wav
-from tests.support import REPO
+from tests.support import REPO, secret
+
+CLI_KEY = secret("cli")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,7 +100,7 @@ def served() -> Iterator[str]:
     """``smproto serve`` on a free port, with an API key; yields its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "smproto_asyncio", "serve", "--port", "0",
-         "--recognizer", "scripted", "--api-key", "k-123"],
+         "--recognizer", "scripted", "--api-key", CLI_KEY],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -121,12 +123,13 @@ def served() -> Iterator[str]:
 
 
 def test_against_smproto_serve(served: str, wav: Path) -> None:
-    result = smproto("transcribe", str(wav), "--url", served, "--api-key", "k-123")
+    result = smproto("transcribe", str(wav), "--url", served, "--api-key", CLI_KEY)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello world good morning.\n"
-    bad = smproto("transcribe", str(wav), "--url", served, "--api-key", "wrong")
+    wrong = secret("wrong")
+    bad = smproto("-vv", "transcribe", str(wav), "--url", served, "--api-key", wrong)
     assert bad.returncode == 4 and "not accepted" in bad.stderr
-    assert "wrong" not in bad.stderr
+    assert wrong not in bad.stderr and "DEBUG" in bad.stderr  # logs at DEBUG, without the key
     missing = smproto("transcribe", str(wav), "--url", served)
     assert missing.returncode == 4 and "401" in missing.stderr
 
