@@ -187,7 +187,9 @@ class ServerConnection:
         max_audio_seconds: after this much audio, ``Warning duration_limit_exceeded``
             and the stream is treated as ended.
         close_timeout: after ``EndOfTranscript``, how long to wait for the client to
-            close before closing.
+            close before closing. ``0`` (the default) closes right after
+            ``EndOfTranscript``, as Speechmatics does: some clients (the LiveKit 1.0
+            plugin) wait for the server's close.
         allow_unknown_config: accept unknown ``transcription_config`` fields (kept in
             ``TranscriptionConfig.extra``) instead of answering ``invalid_config``.
         max_message_bytes: the largest text message accepted (``invalid_message`` above).
@@ -204,7 +206,7 @@ class ServerConnection:
         session_timeout: float = 48 * 3600.0,
         session_warnings: Sequence[float] = (2700.0, 1800.0, 900.0),
         max_audio_seconds: float | None = None,
-        close_timeout: float = 5.0,
+        close_timeout: float = 0.0,
         allow_unknown_config: bool = False,
         max_message_bytes: int = 4 * 1024 * 1024,
     ) -> None:
@@ -214,10 +216,16 @@ class ServerConnection:
             ("start_timeout", start_timeout),
             ("idle_timeout", idle_timeout),
             ("session_timeout", session_timeout),
-            ("close_timeout", close_timeout),
         ):
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if (
+            not isinstance(close_timeout, int | float)
+            or isinstance(close_timeout, bool)
+            or not close_timeout >= 0
+            or close_timeout == float("inf")
+        ):
+            raise ValueError(f"close_timeout must be a number >= 0, got {close_timeout!r}")
         self._authorize = authorize
         self.auth_failure = auth_failure
         self.start_timeout = float(start_timeout)
@@ -976,15 +984,19 @@ class ServerConnection:
         self._error(error_type, reason, event=False)
 
     def end_of_transcript(self) -> None:
-        """Send ``EndOfTranscript``: every transcript has been sent. The client closes
-        next; after ``close_timeout`` the engine closes itself."""
+        """Send ``EndOfTranscript``: every transcript has been sent. The engine closes
+        the connection (code 1000) right away, or after ``close_timeout`` if the
+        client has not closed by then."""
         rule = self._command("end_of_transcript", "DRAINING")
         if self._pending_bytes:
             raise LocalProtocolError("take every AudioReceived event before end_of_transcript()")
         assert rule.trigger == "finish"
         self._fire(rule.trigger)
         self._send({"message": "EndOfTranscript"})
-        self._close_deadline = self._now + self.close_timeout
+        if self.close_timeout > 0:
+            self._close_deadline = self._now + self.close_timeout
+        else:
+            self._actions.append(CloseTransport(1000, ""))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """End the connection without ``EndOfTranscript`` (e.g. the server shuts down)."""

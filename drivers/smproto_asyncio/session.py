@@ -87,6 +87,8 @@ logger = logging.getLogger("smproto_asyncio")
 _WS_LOGGER = redacting_logger("smproto_asyncio.websockets")
 
 SDK = "smproto-asyncio/0.1.0"
+#: Close codes websockets sends when it fails a connection for what the peer sent.
+_PEER_FAULTS = frozenset({1002, 1007, 1009})
 
 
 class Session:
@@ -116,6 +118,9 @@ class Session:
         self._ended = False  # the application ended the stream
         self._pump: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None  # armed at the engine's deadline
+        self._receiver: asyncio.Task[Any] | None = None  # the task in _recv(), if any
+        self._timer_fired = False
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -297,6 +302,9 @@ class Session:
         return complete
 
     async def _stop_pump(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         pump = self._pump
         if pump is not None and not pump.done():
             pump.cancel()
@@ -322,29 +330,39 @@ class Session:
             engine.connection_opened(now=self._now())
             await self._flush()
         while not done(engine):
-            deadline = engine.get_timer()
             try:
-                if deadline is None:
-                    message = await ws.recv()
-                else:
-                    async with asyncio.timeout(max(0.0, deadline - self._now())):
-                        message = await ws.recv()
-            except TimeoutError:
-                engine.handle_timer(now=self._now())
+                # None once the engine's deadline has passed, even under a flood of
+                # messages (recv() then never waits).
+                message = await self._recv(ws, engine.get_timer())
             except ConnectionClosed as exc:
                 close = exc.rcvd
+                if close is None and exc.sent is not None and exc.sent.code in _PEER_FAULTS:
+                    close = exc.sent  # websockets failed the connection for what it received
                 engine.connection_closed(
                     close.code if close else None, close.reason if close else "", now=self._now()
                 )
             else:
-                # A RemoteProtocolError has failed the engine and queued its close.
-                with contextlib.suppress(RemoteProtocolError):
-                    engine.receive_message(message, now=self._now())
+                if message is None:
+                    engine.handle_timer(now=self._now())
+                else:
+                    # A RemoteProtocolError has failed the engine and queued its close.
+                    with contextlib.suppress(RemoteProtocolError):
+                        engine.receive_message(message, now=self._now())
             await self._flush()
             complete = self._deliver(engine)
             self._notify()
-            while self._backlog.overfull and not self._done:
-                await self._changed.wait()  # a flood the application does not read
+            while self._backlog.overfull and not self._done and engine.state is not State.FAILED:
+                # A flood the application does not read: wait for it, timers still running.
+                deadline = engine.get_timer()
+                try:
+                    async with asyncio.timeout(
+                        None if deadline is None else max(0.0, deadline - self._now())
+                    ):
+                        await self._changed.wait()
+                except TimeoutError:
+                    engine.handle_timer(now=self._now())
+                    await self._flush()
+                    self._deliver(engine)
             if engine.state is State.FAILED:
                 await self._close_ws()
                 assert engine.failure is not None
@@ -352,6 +370,52 @@ class Session:
             if complete or engine.state is State.CLOSED:
                 return None
         return None
+
+    async def _recv(self, ws: WebSocket, deadline: float | None) -> str | bytes | None:
+        """The next message, or ``None`` once the engine's ``deadline`` has passed.
+
+        The timer is lazy: a ``call_at`` is armed only for a deadline *earlier* than the
+        one armed. The ack deadline moves later with every ack, so a streaming session
+        arms about one timer per ``ack_timeout``, not one per message as an
+        ``asyncio.timeout()`` around each ``recv()`` does. A timer that fires early (the
+        deadline moved on) re-arms itself; one that is due cancels this ``recv()``, which
+        websockets makes safe (no message is lost).
+        """
+        loop = self._loop
+        if deadline is not None:
+            if deadline <= loop.time():
+                return None
+            timer = self._timer
+            if timer is None or deadline < timer.when():
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._on_timer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._receiver = task
+        try:
+            return await ws.recv()
+        except asyncio.CancelledError:
+            if self._timer_fired and task.uncancel() == 0:
+                return None  # our timer's cancellation, and nobody else's
+            raise
+        finally:
+            self._receiver = None
+            self._timer_fired = False
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._engine.get_timer()
+        if deadline is None:
+            return
+        if deadline > self._loop.time():  # it moved later: sleep on
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        receiver = self._receiver
+        if receiver is not None and not self._timer_fired:
+            self._timer_fired = True
+            receiver.cancel()
+        # Otherwise the pump is busy, and finds the deadline passed at its next _recv().
 
     async def _close_ws(self) -> None:
         ws = self._ws
@@ -490,12 +554,15 @@ class _Opener:
             return await ws_connect(
                 self.url,
                 additional_headers=headers,
-                ssl=self._ssl if self.url.startswith("wss:") else None,
+                ssl=(self._ssl or ssl_module.create_default_context())
+                if self.url.startswith("wss:")
+                else None,
                 open_timeout=self.open_timeout,
                 close_timeout=self.close_timeout,
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 max_size=self._max_size,
+                compression=None,  # deflating audio costs CPU and saves nothing
                 user_agent_header=SDK,
                 logger=_WS_LOGGER,
             )
@@ -572,6 +639,11 @@ async def connect(
         smproto.session.SessionError: a subclass saying why the session could not start,
             and from the block, why it failed (never a bare library exception).
     """
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError(
+            f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}: certificates "
+            "are always verified, unless the context given says otherwise"
+        )
     if api_key is None:
         api_key = os.environ.get("SPEECHMATICS_API_KEY") or None
     if temporary_key and api_key is None:

@@ -70,10 +70,20 @@ class ServerOptions:
     session_timeout: float = 48 * 3600.0
     session_warnings: tuple[float, ...] = (2700.0, 1800.0, 900.0)
     max_audio_seconds: float | None = None
-    close_timeout: float = 5.0
+    close_timeout: float = 0.0
     allow_unknown_config: bool = False
     #: The largest message accepted, text or binary (bytes).
     max_message_bytes: int = 4 * 1024 * 1024
+    #: The longest one write may wait for a client that does not read what it is sent
+    #: (its TCP window stays shut); then the connection is aborted and its session slot
+    #: freed. Neither the protocol's timers nor keepalive pings can act meanwhile.
+    write_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("write_timeout", "max_message_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"ServerOptions.{name} must be a positive number, got {value!r}")
 
 
 def _key_checker(api_keys: Iterable[str]) -> Callable[[str], bool]:
@@ -185,6 +195,7 @@ async def serve(
     max_sessions: int | None = None,
     options: ServerOptions | None = None,
     ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
 ) -> LocalServer:
     """Start a local Speechmatics-compatible server and return it once it listens.
 
@@ -201,7 +212,10 @@ async def serve(
             is always HTTP 401.
         max_sessions: concurrent sessions beyond this get ``Error quota_exceeded``.
         options: protocol limits (timeouts, message sizes, ...).
-        ping_interval: keepalive pings (the server also answers the client's).
+        ping_interval: keepalive pings (the server also answers the client's);
+            ``None`` sends none.
+        ping_timeout: a client that does not answer a ping within this long is
+            disconnected; ``None`` waits for ever.
     """
     if recognizer is None:
         recognizer = default_recognizer()
@@ -253,6 +267,7 @@ async def serve(
         process_request=process_request,
         max_size=opts.max_message_bytes,
         ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
         server_header="smproto-server",
         # websockets logs the handshake headers at DEBUG: mask the clients' keys.
         logger=redacting_logger("smproto_server.websockets"),
@@ -342,14 +357,26 @@ class _Session:
 
     async def flush(self) -> None:
         for action in self.engine.actions():
+            # A client that does not read blocks the write, and with it this pump: no timer
+            # and no keepalive ping can act, so the write itself is bounded.
             try:
-                if isinstance(action, SendText):
-                    await self.ws.send(action.text)
-                elif isinstance(action, CloseTransport):
-                    await self.ws.close(action.code, action.reason)
-                else:  # the server never sends binary
-                    await self.ws.send(action.data)
+                async with asyncio.timeout(self.options.write_timeout):
+                    if isinstance(action, SendText):
+                        await self.ws.send(action.text)
+                    elif isinstance(action, CloseTransport):
+                        await self.ws.close(action.code, action.reason)
+                    else:  # the server never sends binary
+                        await self.ws.send(action.data)
             except ConnectionClosed:
+                return
+            except TimeoutError:
+                logger.info(
+                    "the client read nothing for %gs: connection aborted",
+                    self.options.write_timeout,
+                )
+                self.ws.transport.abort()
+                self.engine.connection_closed(None, "write timeout", now=self.now())
+                self.engine.actions()  # nothing more can be written
                 return
 
     async def dispatch(self) -> bool:

@@ -80,6 +80,7 @@ logger = logging.getLogger("smproto_trio")
 _WS_LOGGER = redacting_logger("smproto_trio.websockets")
 
 SDK = "smproto-trio/0.1.0"
+_PEER_FAULTS = frozenset({1002, 1007, 1009})
 
 
 class Session:
@@ -320,16 +321,27 @@ class Session:
                         engine.receive_message(message, now=trio.current_time())
             except ConnectionClosed as exc:
                 close = exc.rcvd
+                if close is None and exc.sent is not None and exc.sent.code in _PEER_FAULTS:
+                    close = exc.sent  # websockets failed the connection for what it received
                 engine.connection_closed(
                     close.code if close else None,
                     close.reason if close else "",
                     now=trio.current_time(),
                 )
+            deadline = engine.get_timer()
+            if deadline is not None and trio.current_time() >= deadline:
+                engine.handle_timer(now=trio.current_time())
             await self._flush()
             complete = self._deliver(engine)
             self._notify()
-            while self._backlog.overfull and not self._done:
-                await self._changed.wait()  # a flood the application does not read
+            while self._backlog.overfull and not self._done and engine.state is not State.FAILED:
+                deadline = engine.get_timer()
+                with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                    await self._changed.wait()
+                if scope.cancelled_caught:
+                    engine.handle_timer(now=trio.current_time())
+                    await self._flush()
+                    self._deliver(engine)
             if engine.state is State.FAILED:
                 await self._close_ws()
                 assert engine.failure is not None
@@ -475,6 +487,7 @@ class _Opener:
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 max_size=self._max_size,
+                compression=None,  # deflating audio costs CPU and saves nothing
                 user_agent_header=SDK,
                 logger=_WS_LOGGER,
             ).connect(nursery)
@@ -490,7 +503,8 @@ class _Opener:
                 f"could not open {self.url} within {self.open_timeout:g}s", timer="open"
             ) from None
         except (OSError, InvalidHandshake, trio.BrokenResourceError) as exc:
-            message = redact(f"could not connect to {self.url}: {exc}", [key, self._api_key])
+            detail = str(exc) or str(exc.__cause__ or exc.__context__ or type(exc).__name__)
+            message = redact(f"could not connect to {self.url}: {detail}", [key, self._api_key])
             raise ConnectionFailed(message) from None
 
 
@@ -527,6 +541,11 @@ async def connect(
     a nursery of their own, hidden inside this context manager: errors come out as a
     single :class:`smproto.session.SessionError`, never an ExceptionGroup.
     """
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError(
+            f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}: certificates "
+            "are always verified, unless the context given says otherwise"
+        )
     if api_key is None:
         api_key = os.environ.get("SPEECHMATICS_API_KEY") or None
     if temporary_key and api_key is None:

@@ -364,6 +364,29 @@ def test_server_closes_after_end_of_transcript_if_the_client_does_not() -> None:
     assert close.code == 1000  # type: ignore[union-attr]
 
 
+def test_server_closes_right_after_end_of_transcript_by_default() -> None:
+    """As Speechmatics does: clients that wait for the server's close (the LiveKit 1.0
+    plugin) are not kept waiting."""
+    pair = Pair.open(TranscriptionConfig(language="en"))
+    started(pair)
+    pair.client.end_of_stream()
+    pair.pump()
+    pair.server.end_of_transcript()
+    actions = pair.server.actions()
+    assert [type(a).__name__ for a in actions] == ["SendText", "CloseTransport"]
+    assert json.loads(actions[0].text)["message"] == "EndOfTranscript"  # type: ignore[union-attr]
+    assert actions[1].code == 1000  # type: ignore[union-attr]
+    assert pair.server.get_timer() is None
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "1"])
+def test_close_timeout_is_validated(bad: object) -> None:
+    from smproto import ServerConnection
+
+    with pytest.raises(ValueError, match="close_timeout"):
+        ServerConnection(close_timeout=bad)  # type: ignore[arg-type]
+
+
 def test_client_vanishing_mid_stream() -> None:
     pair = Pair.open(TranscriptionConfig(language="en"))
     started(pair)
