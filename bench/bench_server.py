@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
-import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -42,11 +39,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "drivers")]
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from smproto_server import serve  # noqa: E402
-from smproto_server.recognizers import VOCABULARY, ScriptedRecognizer, synthesize  # noqa: E402
+from bench._common import ServerProcess, chunks, machine, ms, speech, table  # noqa: E402
 
 FRAME_SECONDS = 0.1
-FRAME_BYTES = 3200  # 0.1 s of 16 kHz pcm_s16le
 ACK_PREFIX = '{"message":"AudioAdded","seq_no":'  # the server writes acks compactly
 SATURATED = 0.95  # of one core
 START = json.dumps(
@@ -58,80 +53,6 @@ START = json.dumps(
 )
 
 
-# ------------------------------------------------------------------------- the server process
-
-
-async def _server_process() -> None:
-    """Serve; answer ``mark`` on stdin with the process's CPU time and loop lag."""
-    loop = asyncio.get_running_loop()
-    server = await serve("127.0.0.1", 0, recognizer=ScriptedRecognizer())
-    lags: list[float] = []
-
-    async def watch_lag() -> None:
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.05)
-            lags.append(loop.time() - before - 0.05)
-
-    watcher = asyncio.create_task(watch_lag())
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    print(json.dumps({"port": server.port}), flush=True)
-    while line := (await reader.readline()).strip():
-        if line != b"mark":
-            break
-        lag = sorted(lags) or [0.0]
-        lags.clear()
-        mark = {
-            "cpu": time.process_time(),
-            "active": server.active_sessions,
-            "lag_p99": lag[min(len(lag) - 1, int(len(lag) * 0.99))],
-            "lag_max": lag[-1],
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
-        print(json.dumps(mark), flush=True)
-    watcher.cancel()
-    await server.aclose(grace=1.0)
-
-
-class ServerProcess:
-    """The server, in a child process, and the pipe to ask it for its CPU time."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.url = f"ws://127.0.0.1:{port}/v2"
-
-    @classmethod
-    async def start(cls) -> ServerProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--server-process",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        hello = json.loads(await proc.stdout.readline())
-        return cls(proc, int(hello["port"]))
-
-    async def mark(self) -> dict[str, float]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"mark\n")
-        await self.proc.stdin.drain()
-        mark: dict[str, float] = json.loads(await self.proc.stdout.readline())
-        return mark
-
-    async def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"quit\n")
-        await self.proc.stdin.drain()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
 # ------------------------------------------------------------------------------- the clients
 
 
@@ -141,16 +62,6 @@ class Stats:
     send_lag: float = 0.0
     words: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-
-
-def speech(seconds: float) -> tuple[list[bytes], int]:
-    """Tone-coded words (0.3 s each, 0.2 s apart) filling ``seconds``, as 0.1 s frames;
-    and how many words they say."""
-    n = max(1, round((seconds - 0.4) / 0.5))
-    words = [VOCABULARY[i % len(VOCABULARY)] for i in range(n)]
-    pcm = synthesize(words)
-    frames = [pcm[i : i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
-    return frames, n
 
 
 async def session(
@@ -261,7 +172,8 @@ async def idle_cpu(server: ServerProcess, seconds: float) -> float:
 
 
 async def run_sessions(server: ServerProcess, n: int, seconds: float, idle: float) -> Run:
-    frames, expected_words = speech(seconds)
+    pcm, expected_words = speech(seconds)
+    frames = chunks(pcm, FRAME_SECONDS)
     audio_seconds = len(frames) * FRAME_SECONDS
     stats = Stats()
     ready = asyncio.Barrier(n + 1)
@@ -309,16 +221,6 @@ async def run_sessions(server: ServerProcess, n: int, seconds: float, idle: floa
 # ------------------------------------------------------------------------------- reporting
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
-
-
 def row(run: Run, max_lag: float) -> list[str]:
     return [
         str(run.sessions),
@@ -339,10 +241,7 @@ def row(run: Run, max_lag: float) -> list[str]:
 
 
 async def main(counts: Sequence[int], seconds: float, max_lag: float) -> None:
-    print(
-        f"smproto_server, scripted recogniser, on {platform.python_implementation()} "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()})\n"
-    )
+    print(f"smproto_server, scripted recogniser, on {machine()}\n")
     print(
         f"Each session: {seconds:g} s of 16 kHz pcm_s16le in 0.1 s frames at real time, "
         "partials on, two words a second. Latencies in ms.\n",
@@ -425,11 +324,7 @@ def cli() -> None:
     parser.add_argument(
         "--max-lag", type=float, default=1.0, help="seconds of ack or send lag that is behind"
     )
-    parser.add_argument("--server-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.server_process:
-        asyncio.run(_server_process())
-        return
     default_counts = "5,20" if args.quick else "10,25,50,100,200,300,400,500,600,800"
     counts = [int(n) for n in (args.sessions or default_counts).split(",")]
     seconds = args.duration or (3.0 if args.quick else 20.0)
