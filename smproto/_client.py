@@ -418,6 +418,18 @@ class ClientConnection:
         return seconds
 
     @property
+    def audio_seconds_acknowledged(self) -> float:
+        """Seconds of audio the server has acknowledged, on the continuous timeline
+        (includes ``time_offset``; estimated at 32 kB/s for file formats). A resumed
+        connection that gets further than this made progress.
+        """
+        seconds = self.time_offset + self._main.bytes_acked / self._window_bps
+        for channel, stream in self._channels.items():
+            acked = self._offset_for(channel) + stream.bytes_acked / self._window_bps
+            seconds = max(seconds, acked)
+        return seconds
+
+    @property
     def frames_sent(self) -> int:
         """Binary audio frames sent in this connection (the next ``seq_no`` minus one)."""
         return self._main.sent

@@ -152,7 +152,8 @@ class ReconnectPolicy:
     Attempts back off exponentially (``initial_delay`` * ``multiplier`` ** n, at most
     ``max_delay``, with ± ``jitter`` randomness). After ``quota_exceeded``, ``job_error``
     and internal errors the wait is at least ``slow_retry_delay`` (Speechmatics asks for
-    5 to 10 s). The attempt count starts again once a new connection makes progress.
+    5 to 10 s). The attempt count starts again once a connection gets further than
+    any before it (the server acknowledges audio it had not acknowledged before).
     ``ReconnectPolicy(max_attempts=0)`` never reconnects.
     """
 

@@ -425,12 +425,17 @@ class Session:
 
     async def _pump_forever(self) -> None:
         attempt = 0
+        acknowledged = 0.0  # the furthest any connection got (audio seconds)
         try:
             failure = await self._run_until(lambda e: e.state is State.CLOSED)
             while failure is not None:
                 old = self._engine
-                if old.frames_acknowledged > 0:
-                    attempt = 0  # that connection made progress
+                reached = old.audio_seconds_acknowledged
+                if reached > acknowledged:
+                    # Audio never acknowledged before: that connection made progress (a server
+                    # that acknowledges the replay, then fails again, makes none).
+                    attempt = 0
+                    acknowledged = reached
                 attempt += 1
                 if self._done or not self._policy.should_retry(failure, attempt):
                     self._failure = failure

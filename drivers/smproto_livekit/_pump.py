@@ -257,6 +257,7 @@ class Pump:
             SessionError: the session failed and the policy gave up (or cannot help).
         """
         attempt = 0
+        acknowledged = 0.0  # the furthest any connection got (audio seconds)
         try:
             if self.engine.state is State.FAILED:
                 self._resume()
@@ -266,8 +267,12 @@ class Pump:
                     return
                 if self._sender_error is not None:
                     raise self._sender_error
-                if self.engine.frames_acknowledged > 0:
-                    attempt = 0  # that connection made progress
+                reached = self.engine.audio_seconds_acknowledged
+                if reached > acknowledged:
+                    # Audio never acknowledged before: that connection made progress (a server
+                    # that acknowledges the replay, then fails again, makes none).
+                    attempt = 0
+                    acknowledged = reached
                 attempt += 1
                 if not self._policy.should_retry(error, attempt):
                     raise error

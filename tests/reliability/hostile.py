@@ -119,6 +119,9 @@ class HostileServer:
     behaviour: Behaviour
     #: Audio frames acknowledged normally before the misbehaviour starts.
     after_frames: int = 3
+    #: Seconds to wait, at the first frame after ``after_frames``, before misbehaving
+    #: (so that the client has read the acknowledgements before, say, an abort).
+    delay: float = 0.0
     #: The close code of :attr:`Behaviour.CLOSE`.
     close_code: int = 1002
     #: The size of the huge message.
@@ -210,6 +213,8 @@ class HostileServer:
                 continue
             if frames > self.after_frames + 1:
                 continue  # the bad thing was done on the first frame after after_frames
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if behaviour is Behaviour.NEVER_ACK:
                 pass
             elif behaviour is Behaviour.ACK_TOO_FAR:

@@ -289,13 +289,17 @@ async def test_huge_message_is_refused_unread(
 
 
 @quiet
+@pytest.mark.parametrize("after_frames", [0, 3])
 async def test_reconnecting_against_a_hostile_server_gives_up(
-    driver: ModuleType, hostile: HostileThread
+    driver: ModuleType, hostile: HostileThread, after_frames: int
 ) -> None:
-    """With reconnect on, a server that aborts every connection (at the first frame,
-    before acknowledging any) is tried again as the policy says (two more attempts
-    here), then the same typed error comes out."""
-    server = hostile.serve(Behaviour.ABORT, after_frames=0)
+    """With reconnect on, a server that aborts every connection is tried again as the
+    policy says (two more attempts here), then the same typed error comes out. With
+    ``after_frames=3`` each connection acknowledges its first three frames: the first
+    connection made progress, but the next ones only acknowledge the replay of the same
+    audio, which is no progress, so the attempt count does not start again (the server
+    waits a little before aborting, so that the client reads its acknowledgements)."""
+    server = hostile.serve(Behaviour.ABORT, after_frames=after_frames, delay=0.1)
     policy = ReconnectPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, jitter=0.0)
     run = await drive(driver, server.url, bound=2 * SLACK, reconnect=policy)
     assert isinstance(run.error, ConnectionLost) and run.error.code is None, run.error

@@ -501,3 +501,37 @@ def test_the_latest_final_s_audio_is_kept_as_context() -> None:
     conn.connection_closed(None, "", now=2.0)
     new = ClientConnection.resume_from(conn)
     assert new.time_offset == pytest.approx(0.2)
+
+
+def test_audio_acknowledged_is_measured_on_the_continuous_timeline() -> None:
+    """What the drivers use to tell a connection that made progress from one that only
+    got its replay acknowledged again."""
+    conn = client_in(State.STREAMING)
+    for i in range(10):
+        conn.send_audio(audio_frame(i))
+    assert conn.audio_seconds_acknowledged == 0.0
+    conn.receive_message('{"message": "AudioAdded", "seq_no": 6}', now=1.0)
+    assert conn.audio_seconds_acknowledged == pytest.approx(0.6)
+    conn.receive_message(
+        json.dumps(
+            {
+                "message": "AddTranscript",
+                "results": [],
+                "metadata": {"start_time": 0.35, "end_time": 0.35, "transcript": ""},
+            }
+        ),
+        now=1.1,
+    )
+    conn.connection_closed(1006, "", now=2.0)
+    new = ClientConnection.resume_from(conn)
+    assert new.time_offset == pytest.approx(0.3)  # the replay starts at frame 3
+    assert new.audio_seconds_acknowledged == pytest.approx(0.3)
+    new.connection_opened(now=3.0)
+    new.receive_message('{"message": "RecognitionStarted"}', now=3.1)
+    new.actions()
+    # The replay of frames 3..5, acknowledged again, gets no further than before...
+    new.receive_message('{"message": "AudioAdded", "seq_no": 3}', now=3.2)
+    assert new.audio_seconds_acknowledged == pytest.approx(0.6)
+    # ... frame 6 does.
+    new.receive_message('{"message": "AudioAdded", "seq_no": 4}', now=3.3)
+    assert new.audio_seconds_acknowledged == pytest.approx(0.7)
