@@ -321,9 +321,13 @@ class _Session:
                     **usage,
                 )
             await self.flush()
-            while True:
-                if not await self.step():
-                    break
+            steps = 0
+            while await self.step():
+                steps += 1
+                if steps % 64 == 0:
+                    # recv() returns at once while messages are queued: a client that
+                    # floods must not keep the other sessions from the event loop.
+                    await asyncio.sleep(0)
         finally:
             if self.counted:
                 stats.sessions_active -= 1
