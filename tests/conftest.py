@@ -33,8 +33,8 @@ settings.register_profile(
     derandomize=False,
     print_blob=True,
 )
-# 2,000 examples a test: over the receive paths and the stateful tests (about 300 test
-# items) that is some 600,000 examples, an hour or so on 2 cores (docs/reliability.md).
+# 2,000 examples a property: over the engines' receive paths and the stateful tests
+# that is some 135,000 examples, about ten minutes on 2 cores (docs/reliability.md).
 settings.register_profile(
     "long",
     max_examples=2_000,
