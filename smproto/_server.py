@@ -135,6 +135,12 @@ def _jdump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def _ack_text(channel: str | None, seq_no: int) -> str:
+    if channel is None:
+        return f'{{"message":"AudioAdded","seq_no":{seq_no}}}'
+    return _jdump({"message": "ChannelAudioAdded", "channel": channel, "seq_no": seq_no})
+
+
 def _close_reason(reason: str) -> str:
     encoded = reason.encode("utf-8")
     if len(encoded) <= 123:
@@ -256,6 +262,11 @@ class ServerConnection:
         self._limit_reached = False
         self._word_delimiter = " "
         self._pending_bytes = 0  # audio received but not yet taken by the application
+        self._pending_frames = 0  # AudioReceived events not yet taken
+        # Frames past max_audio_seconds are acknowledged without being recognised; while
+        # earlier frames still wait to be taken, their acks wait too (acks never go
+        # backwards). Per channel: the first and last seq_no whose ack is deferred.
+        self._deferred_acks: dict[str | None, list[int]] = {}
         self._start_deadline: float | None = None
         self._last_audio = 0.0
         self._session_start = 0.0
@@ -287,18 +298,14 @@ class ServerConnection:
         event = self._events.popleft()
         if type(event) is AudioReceived:
             self._pending_bytes -= len(event.data)
+            self._pending_frames -= 1
             if self.state is ServerState.STREAMING or self.state is ServerState.DRAINING:
-                if event.channel is None:
-                    text = f'{{"message":"AudioAdded","seq_no":{event.seq_no}}}'
-                else:
-                    text = _jdump(
-                        {
-                            "message": "ChannelAudioAdded",
-                            "channel": event.channel,
-                            "seq_no": event.seq_no,
-                        }
-                    )
-                self._actions.append(SendText(text))
+                self._actions.append(SendText(_ack_text(event.channel, event.seq_no)))
+                if not self._pending_frames and self._deferred_acks:
+                    for channel, (first, last) in self._deferred_acks.items():
+                        for seq_no in range(first, last + 1):
+                            self._actions.append(SendText(_ack_text(channel, seq_no)))
+                    self._deferred_acks.clear()
         return event
 
     @property
@@ -657,6 +664,7 @@ class ServerConnection:
             stream.bytes_received += len(data)
             seq_no = stream.received
         self._pending_bytes += len(data)
+        self._pending_frames += 1
         self._events.append(AudioReceived(seq_no, data, channel))
         limit = self.max_audio_seconds
         if limit is not None and self.config is not None:
@@ -686,11 +694,19 @@ class ServerConnection:
         if channel is None:
             self._frames += 1
             seq_no = self._frames
-            self._send({"message": "AudioAdded", "seq_no": seq_no})
+        else:
+            stream = self._channels.setdefault(channel, _Channel())
+            stream.received += 1
+            seq_no = stream.received
+        if not self._pending_frames:
+            self._actions.append(SendText(_ack_text(channel, seq_no)))
             return
-        stream = self._channels.setdefault(channel, _Channel())
-        stream.received += 1
-        self._send({"message": "ChannelAudioAdded", "channel": channel, "seq_no": stream.received})
+        # Earlier frames are still waiting to be taken: this ack follows theirs.
+        deferred = self._deferred_acks.get(channel)
+        if deferred is None:
+            self._deferred_acks[channel] = [seq_no, seq_no]
+        else:
+            deferred[1] = seq_no
 
     def _on_add_channel_audio(self, msg: dict[str, Any], trigger: str | None) -> None:
         channel, data = msg.get("channel"), msg.get("data")
