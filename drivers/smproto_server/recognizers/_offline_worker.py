@@ -21,6 +21,11 @@ stdin ends, so it never outlives the server (even one killed with SIGKILL).
 ``Endpointer`` splits the audio into utterances, the ``Decoder`` decodes each, and the
 engine emits throttled partials, finals when an utterance ends, finals forced so that no
 word waits longer than ``max_delay``, and ``EndOfUtterance`` after the configured silence.
+
+With a :class:`FinalDecoder` (the whisper recogniser's, :mod:`._whisper_decoder`) the
+engine keeps the audio of the utterance and the finals' words are that decoder's:
+pocketsphinx still gives the partials, the utterance boundaries and the moments when
+``max_delay`` makes a final due (see :meth:`ChannelEngine._force_finals`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Final, NamedTuple
+from typing import Any, BinaryIO, Final, NamedTuple, Protocol
 
 from smproto.transcript import Alternative, Result
 from smproto_server.recognizer import Output, Transcript, Utterance
@@ -50,6 +55,7 @@ from smproto_server.recognizers._offline_audio import (
 __all__ = [
     "DEFAULT_DECODER_OPTIONS",
     "ChannelEngine",
+    "FinalDecoder",
     "SessionSettings",
     "WorkerConfig",
     "WorkerSession",
@@ -68,6 +74,16 @@ DEFAULT_DECODER_OPTIONS: Final[dict[str, Any]] = {
 }
 #: How often (in seconds of audio) the engine looks at the running hypothesis.
 UPDATE_INTERVAL: Final = 0.1
+#: A final decoder's words that end within this many seconds of the end of the audio it
+#: decoded are not finalised early (by ``max_delay``) unless they are due: the decoder
+#: had too little of what follows them (at most half of ``max_delay``).
+STABLE_MARGIN: Final = 1.0
+#: Audio kept for the final decoder while pocketsphinx hears no word in it (seconds).
+IDLE_AUDIO: Final = 5.0
+#: After a final forced by ``max_delay``, this much of its audio (seconds) is decoded again
+#: before the pending words, for context; the words heard in it again are dropped.
+FINAL_OVERLAP: Final = 1.0
+_SENTENCE_END: Final = frozenset(".?!")
 _HEADER: Final = struct.Struct(">I")
 _ALTERNATE: Final = re.compile(r"\(\d+\)$")
 
@@ -116,6 +132,8 @@ class WorkerConfig:
     decoder_options: dict[str, Any] = field(default_factory=dict)
     #: A JSGF grammar that restricts the decoder, or None for the language model.
     jsgf: str | None = None
+    #: A ``_whisper_decoder.WhisperConfig``: decode finals with Whisper (None: pocketsphinx).
+    whisper: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,15 @@ def build_decoder(config: WorkerConfig) -> Any:
     return decoder
 
 
+def build_final_decoder(config: WorkerConfig) -> FinalDecoder | None:
+    """Load the finals' decoder the configuration asks for (None: pocketsphinx's own)."""
+    if config.whisper is None:
+        return None
+    from smproto_server.recognizers._whisper_decoder import WhisperDecoder
+
+    return WhisperDecoder(config.whisper)
+
+
 def _make_endpointer() -> Any:
     from pocketsphinx import Endpointer  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -168,6 +195,17 @@ class _Word(NamedTuple):
     start: float
     end: float
     confidence: float
+    #: A punctuation mark that follows the word (final decoders only).
+    punctuation: str = ""
+
+
+class FinalDecoder(Protocol):
+    """Decodes the audio of finals in place of pocketsphinx (Whisper)."""
+
+    def decode(self, pcm: bytes) -> list[tuple[str, str, float, float, float]]:
+        """16 kHz mono s16le → ``(content, punctuation, start, end, confidence)`` for each
+        word, times from the start of ``pcm``."""
+        ...
 
 
 def _word_content(raw: str) -> str | None:
@@ -191,7 +229,8 @@ class ChannelEngine:
     """Recognise one channel: 16 kHz mono s16le in, :data:`Output` out.
 
     ``decoder`` is a pocketsphinx ``Decoder`` and ``make_endpointer`` builds a
-    pocketsphinx ``Endpointer`` (both passed in so that tests can count on them).
+    pocketsphinx ``Endpointer`` (both passed in so that tests can count on them);
+    ``finals``, when given, decodes the finals' words.
     """
 
     def __init__(
@@ -200,10 +239,19 @@ class ChannelEngine:
         settings: SessionSettings,
         channel: str | None = None,
         make_endpointer: Callable[[], Any] = _make_endpointer,
+        finals: FinalDecoder | None = None,
     ) -> None:
         self.settings = settings
         self.channel = channel
         self._decoder = decoder
+        self._finals = finals
+        # With a final decoder: the utterance's audio not final yet (it starts at
+        # _audio_start), the end of the first word it left pending, and the time up to
+        # which pocketsphinx's words were looked at.
+        self._audio = bytearray()
+        self._audio_start = 0.0
+        self._pending_end: float | None = None
+        self._forced_until = 0.0
         self._make_endpointer = make_endpointer
         self._ep = make_endpointer()
         self._frame_bytes: int = self._ep.frame_bytes
@@ -309,12 +357,17 @@ class ChannelEngine:
         self._in_utt = True
         self._utt_offset = self._decoded_end = start
         self._utt_words = 0
+        self._audio.clear()
+        self._audio_start = self._forced_until = start
+        self._pending_end = None
 
     def _decode(self, speech: bytes) -> None:
         if not self._in_utt:  # speech goes on after a forced end of utterance
             self._start_utterance(self._decoded_end)
         self._decoder.process_raw(speech, False, False)
         self._decoded_end += len(speech) / (2 * TARGET_RATE)
+        if self._finals is not None:
+            self._audio += speech
 
     def _words(self) -> list[_Word]:
         """The current (or just ended) utterance's words that are not final yet."""
@@ -339,14 +392,19 @@ class ChannelEngine:
         words = self._words()
         # Finalise what would otherwise wait longer than max_delay before the next update.
         deadline = now - self.settings.max_delay + UPDATE_INTERVAL
-        due = 0
-        while due < len(words) and words[due].end <= deadline:
-            due += 1
         finalised = False
-        if due:
-            out.append(self._final(words[:due], forced=False, eos=False))
-            words = words[due:]
-            finalised = True
+        if self._finals is not None:
+            finalised = self._force_finals(words, deadline, out)
+            if finalised:
+                words = self._words()
+        else:
+            due = 0
+            while due < len(words) and words[due].end <= deadline:
+                due += 1
+            if due:
+                out.append(self._final(words[:due], forced=False, eos=False))
+                words = words[due:]
+                finalised = True
         if self.settings.enable_partials and (finalised or now >= self._next_partial):
             key = tuple(w.content for w in words)
             if key != self._partial_key:
@@ -362,12 +420,74 @@ class ChannelEngine:
                     )
                 )
 
+    def _force_finals(self, words: list[_Word], deadline: float, out: list[Output]) -> bool:
+        """With a final decoder: when a word is due (one of pocketsphinx's, or one the
+        final decoder left pending), decode the pending audio and finalise its words that
+        end by the deadline, or further on but at least ``STABLE_MARGIN`` (at most half
+        of ``max_delay``) before the end of that audio. Returns whether a final was sent.
+
+        Pocketsphinx's words that end before the stretch looked at do not trigger it
+        again, so decoding does not repeat every update while the two decoders disagree.
+        """
+        ends = [w.start for w in words if w.end > self._forced_until]
+        if self._pending_end is not None:
+            ends.append(self._pending_end)
+        if not ends:
+            # Pocketsphinx hears nothing: keep only the recent audio for the final decoder.
+            self._trim_audio(self._decoded_end - IDLE_AUDIO)
+            return False
+        if min(ends) > deadline:
+            return False
+        margin = min(STABLE_MARGIN, self.settings.max_delay / 2)
+        limit = max(deadline, self._decoded_end - margin)
+        decoded = self._final_words()
+        due = 0
+        while due < len(decoded) and decoded[due].end <= limit:
+            due += 1
+        self._forced_until = limit
+        self._pending_end = decoded[due].start if due < len(decoded) else None
+        if not due:
+            return False
+        out.append(self._final(decoded[:due], forced=False, eos=False))
+        self._trim_audio(self._final_until - FINAL_OVERLAP)
+        return True
+
+    def _final_words(self) -> list[_Word]:
+        """The final decoder's words for the pending audio, on the session's timeline:
+        in order, not overlapping, and after every final word."""
+        assert self._finals is not None
+        offset, end = self._audio_start, self._decoded_end
+        floor = self._final_until
+        words = []
+        for content, mark, start, stop, confidence in self._finals.decode(bytes(self._audio)):
+            if offset + (start + stop) / 2 < self._final_until:
+                continue  # final already: heard again in the audio kept for context
+            first = round(min(max(offset + start, floor), end), 3)
+            last = round(min(max(offset + stop, first), end), 3)
+            words.append(_Word(content, first, last, round(confidence, 3), mark))
+            floor = last
+        return words
+
+    def _trim_audio(self, until: float) -> None:
+        """Drop the pending audio before ``until`` (whole samples)."""
+        samples = int((until - self._audio_start) * TARGET_RATE)
+        if samples > 0:
+            del self._audio[: 2 * samples]
+            self._audio_start += samples / TARGET_RATE
+
     def _end_utterance(self, out: list[Output], *, forced: bool) -> None:
         words: list[_Word] = []
         if self._in_utt:
             self._decoder.end_utt()
             self._in_utt = False
             words = self._words()
+        if self._finals is not None:
+            # Pocketsphinx heard nothing pending: the final decoder is not asked (it may
+            # make words up from noise).
+            heard = words or self._pending_end is not None
+            words = self._final_words() if heard else []
+            self._audio.clear()
+            self._pending_end = None
         had_words = bool(self._utt_words or words)
         if words or had_words or forced or self._partial_key:
             out.append(self._final(words, forced=forced, eos=had_words))
@@ -379,9 +499,9 @@ class ChannelEngine:
         results = self._results(words, self._sentence_start)
         if words:
             self._final_until = words[-1].end
-            self._sentence_start = False
+            self._sentence_start = words[-1].punctuation in _SENTENCE_END
             self._utt_words += len(words)
-        if eos and self.settings.punctuate:
+        if eos and self.settings.punctuate and not self._sentence_start:
             t = self._final_until
             results.append(
                 Result(
@@ -414,6 +534,19 @@ class ChannelEngine:
             sentence_start = False
             alternative = Alternative(content, word.confidence, settings.language, settings.speaker)
             results.append(Result("word", word.start, word.end, (alternative,)))
+            if word.punctuation and punctuate:
+                sentence_start = word.punctuation in _SENTENCE_END
+                mark = Alternative(word.punctuation, 1.0, settings.language, settings.speaker)
+                results.append(
+                    Result(
+                        "punctuation",
+                        word.end,
+                        word.end,
+                        (mark,),
+                        attaches_to="previous",
+                        is_eos=sentence_start,
+                    )
+                )
         return results
 
 
@@ -429,10 +562,12 @@ class WorkerSession:
         decoder: Any,
         settings: SessionSettings,
         make_decoder: Callable[[], Any],
+        finals: FinalDecoder | None = None,
     ) -> None:
         self.settings = settings
         self._spare_decoder: Any = decoder
         self._make_decoder = make_decoder
+        self._finals = finals
         self._engines: dict[str | None, ChannelEngine] = {}
         self._converters: dict[str | None, Converter] = {}
 
@@ -442,7 +577,7 @@ class WorkerSession:
             decoder, self._spare_decoder = self._spare_decoder, None
             if decoder is None:
                 decoder = self._make_decoder()  # a second channel needs its own decoder
-            engine = ChannelEngine(decoder, self.settings, channel)
+            engine = ChannelEngine(decoder, self.settings, channel, finals=self._finals)
             self._engines[channel] = engine
             s = self.settings
             self._converters[channel] = make_converter(s.audio_type, s.encoding, s.sample_rate)
@@ -513,6 +648,11 @@ def main() -> None:
     except Exception as exc:
         write_frame(out, ("error", "job_error", f"cannot start pocketsphinx: {exc!r}"))
         return
+    try:
+        finals = build_final_decoder(config)
+    except Exception as exc:
+        write_frame(out, ("error", "job_error", f"cannot load the Whisper model: {exc!r}"))
+        return
     write_frame(
         out,
         (
@@ -533,7 +673,7 @@ def main() -> None:
         try:
             reply: Any = None
             if op == "open":
-                session = WorkerSession(decoder, message[1], lambda: build_decoder(config))
+                session = WorkerSession(decoder, message[1], lambda: build_decoder(config), finals)
             elif session is None:
                 raise RuntimeError(f"{op!r} before 'open'")
             elif op == "feed":

@@ -507,7 +507,7 @@ class OfflineRecognizer:
         if self.active_sessions >= self.max_sessions:
             raise RecognizerError(
                 "quota_exceeded",
-                f"the offline recogniser already runs {self.max_sessions} sessions, its limit",
+                f"the {self.name} recogniser already runs {self.max_sessions} sessions, its limit",
             )
         settings = _settings_for(config, self)
         self._opening += 1
@@ -548,7 +548,7 @@ class OfflineRecognizer:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RecognizerError("job_error", "the offline recogniser is closed")
+            raise RecognizerError("job_error", f"the {self.name} recogniser is closed")
 
     def _release(self, session: OfflineSession) -> None:
         self._sessions.discard(session)
