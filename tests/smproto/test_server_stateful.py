@@ -328,7 +328,10 @@ def _start(
     return start_recognition_message(config, audio_format, translation_config)
 
 
-_RAW = {"message": "StartRecognition", "audio_format": {"type": "raw", "sample_rate": 16000}}
+_RAW = {
+    "message": "StartRecognition",
+    "audio_format": {"type": "raw", "encoding": "pcm_s16le", "sample_rate": 16000},
+}
 #: (StartRecognition, what parsing it says): "ok" or the Error type.
 START_MESSAGES = st.one_of(
     st.builds(
