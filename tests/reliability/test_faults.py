@@ -29,8 +29,6 @@ from tests.drivers.netutil import ServerThread
 from tests.drivers.test_client_drivers import Outcome, run_session
 from tests.reliability.faults import Fault, FaultProxy
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
-
 WORDS = ["hello", "world", "good", "morning", "thank", "you", "two", "three"]
 AUDIO = synthesize(WORDS, gap_seconds=0.3)
 FAST = ReconnectPolicy(
@@ -41,6 +39,8 @@ KEEPALIVE = {"ping_interval": 0.3, "ping_timeout": 0.6, "close_timeout": 0.5, "o
 SESSION_BOUND = 30.0  # seconds: no session may take longer, whatever the faults
 #: Whole sessions are slow examples: 10 a backend by default, 300 in the long profile.
 EXAMPLES = 10 if settings.default.max_examples <= 1000 else 300
+#: Each session is bounded by SESSION_BOUND; the whole test (all its examples) by this.
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300 if EXAMPLES <= 10 else 3600)]
 
 faults = st.one_of(
     st.builds(
