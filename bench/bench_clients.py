@@ -97,6 +97,7 @@ from bench._common import (  # noqa: E402
     speech,
     table,
 )
+from bench._summary import figure, write_summary  # noqa: E402
 from smproto import AudioFormat, TranscriptionConfig  # noqa: E402
 from smproto.events import AddPartialTranscript, AddTranscript, AudioAdded, Event  # noqa: E402
 
@@ -122,6 +123,8 @@ CLIENTS = {
 #: The audio: pure tone-coded words in digital silence, and the same words over a noise
 #: floor of 0.5 % of full scale (about -46 dBFS), which deflates like real audio (hardly).
 AUDIO = {"tones": 0.0, "noisy": 0.005}
+#: The headline figures of this run, for ``--summary``.
+FIGURES: dict[str, dict[str, Any]] = {}
 
 
 # ======================================================================== the client process
@@ -662,6 +665,9 @@ async def part1(
                     file=sys.stderr,
                     flush=True,
                 )
+                FIGURES[f"cpu/{audio}/{chunk:g}/{client}"] = figure(
+                    f"{name}, {audio}, {chunk:g} s chunks", cost[client] * 1000, "ms / audio-s"
+                )
                 chunk_rows[client] = [
                     audio,
                     f"{chunk:g} s ({first.result['frames']})",
@@ -717,6 +723,7 @@ async def part1(
         f"- Other processes kept {median(others):.2f} cores busy during the median "
         f"session (the machine has {os.cpu_count()})."
     )
+    FIGURES["cpu/others"] = figure("other processes' load, part 1", median(others), "cores")
 
 
 def ratio(ours: float, theirs: float) -> str:
@@ -751,6 +758,12 @@ async def part2(
             f"  {seconds:g} s file in {chunk:g} s chunks: {run.audio / run.wall:.0f}x real time",
             file=sys.stderr,
             flush=True,
+        )
+        FIGURES[f"long/{chunk:g}"] = figure(
+            f"a {seconds / 60:g}-minute file, {chunk:g} s chunks",
+            run.audio / run.wall,
+            "x real time",
+            limit,
         )
         rows.append(
             [
@@ -908,6 +921,15 @@ async def part3(
     if held:
         best = held[-1]
         per = 1000 * best.cpu / (best.sessions * best.audio)
+        FIGURES["realtime/held"] = figure(
+            "real-time sessions held by one client process",
+            best.sessions,
+            "sessions",
+            f"{best.client_share:.0%} of a core",
+        )
+        FIGURES["realtime/per_core"] = figure(
+            "sessions a full client core would hold (extrapolated)", 1000 / per, "sessions"
+        )
         print(
             f"- Held at real time from one client process: {best.sessions} sessions "
             f"({best.client_share:.0%} of a core, send lag max "
@@ -916,6 +938,12 @@ async def part3(
         )
     if last is not None and verdict(last, max_lag) != "held":
         r = last.result
+        FIGURES["realtime/limit"] = figure(
+            "sessions at which the series stopped",
+            last.sessions,
+            "sessions",
+            verdict(last, max_lag) + (" (server-bound)" if server_bound(last, max_lag) else ""),
+        )
         print(
             f"- At {last.sessions} sessions: {verdict(last, max_lag)} (client "
             f"{last.client_share:.0%} of a core, busiest server {last.server_share:.0%}, send "
@@ -980,6 +1008,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         for server in servers:
             await server.stop()
+    write_summary(args.summary, "bench_clients.py", FIGURES, quick=args.quick)
 
 
 def cli() -> None:
@@ -1001,6 +1030,7 @@ def cli() -> None:
     parser.add_argument(
         "--max-lag", type=float, default=0.5, help="seconds late a send may be (part 3)"
     )
+    parser.add_argument("--summary", metavar="PATH", help="write the headline figures as JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

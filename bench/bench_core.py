@@ -28,6 +28,7 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from _summary import figure, write_summary  # bench/, the script's own folder
 from websockets.protocol import Protocol, Side
 from websockets.protocol import State as WSState
 
@@ -125,6 +126,7 @@ def bench_construct(number: int, repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
+    parser.add_argument("--summary", metavar="PATH", help="write the headline figures as JSON")
     args = parser.parse_args()
     number, repeat = (2_000, 3) if args.quick else (50_000, 7)
 
@@ -157,6 +159,15 @@ def main() -> None:
         f"{verdict(memory <= 32 * 1024)} |"
     )
     sys.stdout.flush()
+    figures = {
+        "frame_us": figure("per audio frame: send + ack", engine * 1e6, "µs"),
+        "frame_websockets_us": figure("websockets framing, per frame", framing * 1e6, "µs"),
+        "parse_us": figure(f"AddTranscript → typed event ({n_finals} finals)", parsed * 1e6, "µs"),
+        "parse_json_us": figure("json.loads of the same message", bare * 1e6, "µs"),
+        "construct_us": figure("construct a ClientConnection", construct * 1e6, "µs"),
+        "memory_kib": figure("memory of a ClientConnection", memory / 1024, "KiB"),
+    }
+    write_summary(args.summary, "bench_core.py", figures, quick=args.quick)
 
 
 if __name__ == "__main__":

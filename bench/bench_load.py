@@ -1,6 +1,6 @@
 """Load: many concurrent real-time sessions from one process, nothing lost, nothing leaked.
 
-    python bench/bench_load.py [--sessions 100] [--seconds 60] [--thread]
+    python bench/bench_load.py [--quick] [--sessions 100] [--seconds 60] [--thread]
 
 One client process (this one) runs ``--sessions`` sessions at once with the asyncio
 driver (``smproto_asyncio.connect``), each sending ``--seconds`` of tone-coded speech
@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (str(ROOT / "drivers"), str(ROOT)):
@@ -46,6 +47,7 @@ for _path in (str(ROOT / "drivers"), str(ROOT)):
 
 import smproto_asyncio  # noqa: E402
 from bench._common import ServerProcess, machine, table  # noqa: E402
+from bench._summary import figure, write_summary  # noqa: E402
 from smproto import AudioFormat, TranscriptionConfig  # noqa: E402
 from smproto.audio import pcm_chunks  # noqa: E402
 from smproto.events import AddTranscript, EndOfTranscript  # noqa: E402
@@ -71,6 +73,8 @@ CONFIG = TranscriptionConfig(language="en", enable_partials=True)
 VARIANTS = 8
 
 Word = tuple[str, float, float]
+#: The headline figures of the last run of the series, for ``--summary``.
+FIGURES: dict[str, dict[str, Any]] = {}
 
 
 def rss_kib(pid: int | str = "self") -> int:
@@ -297,6 +301,38 @@ async def bench(sessions: int, seconds: float, in_thread: bool) -> tuple[list[st
     sessions_ok = sessions - len(result.failed)
     lost = sum(s.lost for s in result.sessions)
     duplicated = sum(s.duplicated for s in result.sessions)
+    client_rss = [c for _, c, _ in result.rss]
+    server_rss = [s for _, _, s in result.rss]
+    FIGURES.clear()
+    FIGURES.update(
+        sessions=figure(f"sessions of {seconds:g} s", sessions, "sessions"),
+        complete=figure("sessions complete, every word right", sessions_ok, "sessions"),
+        words=figure("words expected", result.words_expected, "words"),
+        lost=figure("words lost", lost, "words"),
+        duplicated=figure("words duplicated", duplicated, "words"),
+        client_rss_peak=figure(
+            "client RSS growth, start to peak", (max(client_rss) - client_rss[0]) / 1024, "MiB"
+        ),
+        client_rss_end=figure(
+            "client RSS growth, start to end", (client_rss[-1] - client_rss[0]) / 1024, "MiB"
+        ),
+        client_fds=figure("client fds left open", fds_after - fds_before, "fds"),
+        send_lag_ms=figure(
+            "worst send lateness", max(s.send_lag for s in result.sessions) * 1000, "ms"
+        ),
+    )
+    if server_pid is not None:
+        FIGURES.update(
+            server_rss_peak=figure(
+                "server RSS growth, start to peak",
+                (max(server_rss) - server_rss[0]) / 1024,
+                "MiB",
+            ),
+            server_rss_end=figure(
+                "server RSS growth, start to end", (server_rss[-1] - server_rss[0]) / 1024, "MiB"
+            ),
+            server_fds=figure("server fds left open", server_fds_after - server_fds_before, "fds"),
+        )
     row = [
         str(sessions),
         f"{seconds:g}",
@@ -337,15 +373,19 @@ async def run(series: Sequence[int], seconds: float, in_thread: bool) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
-        "--sessions", default="100", help="concurrent sessions, or a series: 100,200 (100)"
+        "--sessions", help="concurrent sessions, or a series: 100,200 (100; --quick 20)"
     )
-    parser.add_argument("--seconds", type=float, default=60.0, help="audio per session (60)")
+    parser.add_argument("--seconds", type=float, help="audio per session (60; --quick 5)")
     parser.add_argument(
         "--thread", action="store_true", help="run the server in a thread of this process"
     )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--summary", metavar="PATH", help="write the headline figures as JSON")
     args = parser.parse_args(argv)
-    series = [int(n) for n in args.sessions.split(",")]
-    print(asyncio.run(run(series, args.seconds, args.thread)))
+    series = [int(n) for n in (args.sessions or ("20" if args.quick else "100")).split(",")]
+    seconds = args.seconds or (5.0 if args.quick else 60.0)
+    print(asyncio.run(run(series, seconds, args.thread)))
+    write_summary(args.summary, "bench_load.py", FIGURES, quick=args.quick)
 
 
 if __name__ == "__main__":

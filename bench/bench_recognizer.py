@@ -11,7 +11,9 @@
     of its real Speechmatics ``AddTranscript`` messages in ``chat1.jsonl``) and the
     committed synthetic speech (``tests/data/speech``, ``samples/hello.wav``), against
     their text. Both decoder settings are measured: this recogniser's default
-    (``fwdflat=False, maxhmmpf=3000``) and pocketsphinx's own.
+    (``fwdflat=False, maxhmmpf=3000``) and pocketsphinx's own; and, when the ``whisper``
+    extra is installed, the whisper recogniser (the default's partials, Whisper tiny.en
+    finals).
 (b) capacity: N sessions at once, each streaming the real clip as fast as it can; the
     aggregate audio seconds recognised per wall second is how many real-time sessions
     the machine holds.
@@ -39,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "drivers"), str(ROOT / "bench")]
 
+from _summary import figure, write_summary  # noqa: E402
 from _wer import normalise, reference_from_jsonl, wer  # noqa: E402
 
 from smproto.config import AudioFormat, StartRecognitionConfig, TranscriptionConfig  # noqa: E402
@@ -47,11 +50,17 @@ from smproto_server.recognizers.offline import (  # noqa: E402
     OfflineRecognizer,
     offline_available,
 )
+from smproto_server.recognizers.whisper import (  # noqa: E402
+    WhisperRecognizer,
+    whisper_available,
+)
 
 FIXTURES = Path(
     os.environ.get("SMPROTO_FIXTURES", ROOT.parent / "shared" / "fixtures" / "speechmatics")
 )
 POCKETSPHINX_DEFAULTS = {"fwdflat": True, "maxhmmpf": 30000}
+#: The headline figures of this run, for ``--summary``.
+FIGURES: dict[str, dict[str, Any]] = {}
 
 
 @dataclass
@@ -124,37 +133,72 @@ async def _stream(recognizer: OfflineRecognizer, pcm: bytes) -> list[str]:
     return words
 
 
-async def _startup_cpu(options: dict[str, Any]) -> float:
+async def _startup_cpu(make: Any) -> float:
     """CPU of a worker that starts, builds its decoder, and stops."""
     samples = []
     for _ in range(3):
         before = _cpu(resource.RUSAGE_CHILDREN)
-        async with OfflineRecognizer(spare_workers=0, decoder_options=options) as recognizer:
+        async with make() as recognizer:
             session = await recognizer.open_session(_config())
             await session.close()
         samples.append(_cpu(resource.RUSAGE_CHILDREN) - before)
     return min(samples)
 
 
-async def accuracy_and_cost(clip_list: Sequence[Clip]) -> list[list[str]]:
+def _decoders(quick: bool) -> list[tuple[str, str, Any]]:
+    """(label, figure key, recogniser factory) for each decoder measured."""
+    decoders: list[tuple[str, str, Any]] = [
+        (
+            "default (fwdflat off, maxhmmpf 3000)",
+            "default",
+            lambda: OfflineRecognizer(spare_workers=0),
+        ),
+    ]
+    if quick:
+        return decoders
+    decoders.append(
+        (
+            "pocketsphinx defaults",
+            "pocketsphinx",
+            lambda: OfflineRecognizer(spare_workers=0, decoder_options=POCKETSPHINX_DEFAULTS),
+        )
+    )
+    if whisper_available():
+        decoders.append(
+            (
+                "whisper (tiny.en finals)",
+                "whisper",
+                lambda: WhisperRecognizer(spare_workers=0),
+            )
+        )
+    else:
+        print("(the 'whisper' extra is not installed: no whisper rows)", file=sys.stderr)
+    return decoders
+
+
+async def accuracy_and_cost(clip_list: Sequence[Clip], quick: bool = False) -> list[list[str]]:
     rows = []
-    for label, options in (
-        ("default (fwdflat off, maxhmmpf 3000)", {}),
-        ("pocketsphinx defaults", POCKETSPHINX_DEFAULTS),
-    ):
-        startup = await _startup_cpu(options)
+    for label, name, make in _decoders(quick):
+        startup = await _startup_cpu(make)
         for clip in clip_list:
             child0, self0, wall0 = (
                 _cpu(resource.RUSAGE_CHILDREN),
                 _cpu(resource.RUSAGE_SELF),
                 time.perf_counter(),
             )
-            async with OfflineRecognizer(spare_workers=0, decoder_options=options) as rec:
+            async with make() as rec:
                 words = await _stream(rec, clip.pcm)
             wall = time.perf_counter() - wall0
             worker_cpu = _cpu(resource.RUSAGE_CHILDREN) - child0 - startup
             server_cpu = _cpu(resource.RUSAGE_SELF) - self0
             error = wer(clip.reference, normalise(" ".join(words)))
+            key = f"{clip.name.split()[0]}/{name}"
+            what = f"{clip.name}, {label.split()[0]} decoder"
+            FIGURES[f"wer/{key}"] = figure(f"WER, {what}", error, "")
+            FIGURES[f"rtf/{key}"] = figure(f"real-time factor, {what}", wall / clip.seconds, "")
+            FIGURES[f"cpu/{key}"] = figure(
+                f"worker CPU per audio-s, {what}", worker_cpu / clip.seconds, ""
+            )
             rows.append(
                 [
                     clip.name,
@@ -177,6 +221,9 @@ async def capacity(clip: Clip, counts: Sequence[int]) -> list[list[str]]:
             started = time.perf_counter()
             await asyncio.gather(*(_stream(recognizer, clip.pcm) for _ in range(n)))
             wall = time.perf_counter() - started
+        FIGURES[f"capacity/{n}"] = figure(
+            f"{n} concurrent sessions: audio s per wall s", n * clip.seconds / wall, "sessions"
+        )
         rows.append(
             [
                 str(n),
@@ -243,10 +290,10 @@ async def run(quick: bool) -> None:
                 "server CPU-s / audio-s",
                 "wall s / audio-s",
             ],
-            await accuracy_and_cost(clip_list),
+            await accuracy_and_cost(clip_list, quick),
         )
     )
-    counts = [1, 2] if quick else [1, 2, 4, 6]
+    counts = [2] if quick else [1, 2, 4, 6]
     print(f"\n## (b) Capacity: N concurrent sessions streaming '{clip_list[0].name}'\n")
     print(
         table(
@@ -265,11 +312,15 @@ async def run(quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer clips and session counts")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer clips, decoders and session counts"
+    )
+    parser.add_argument("--summary", metavar="PATH", help="write the headline figures as JSON")
     args = parser.parse_args()
     if not offline_available():
         raise SystemExit("pocketsphinx is not installed: pip install 'smproto[asr]'")
     asyncio.run(run(args.quick))
+    write_summary(args.summary, "bench_recognizer.py", FIGURES, quick=args.quick)
 
 
 if __name__ == "__main__":

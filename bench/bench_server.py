@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "drivers")]
@@ -40,6 +41,7 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from bench._common import ServerProcess, chunks, machine, ms, speech, table  # noqa: E402
+from bench._summary import figure, write_summary  # noqa: E402
 
 FRAME_SECONDS = 0.1
 ACK_PREFIX = '{"message":"AudioAdded","seq_no":'  # the server writes acks compactly
@@ -240,7 +242,13 @@ def row(run: Run, max_lag: float) -> list[str]:
     ]
 
 
-async def main(counts: Sequence[int], seconds: float, max_lag: float) -> None:
+async def main(
+    counts: Sequence[int],
+    seconds: float,
+    max_lag: float,
+    summary: str | None = None,
+    quick: bool = False,
+) -> None:
     print(f"smproto_server, scripted recogniser, on {machine()}\n")
     print(
         f"Each session: {seconds:g} s of 16 kHz pcm_s16le in 0.1 s frames at real time, "
@@ -314,6 +322,28 @@ async def main(counts: Sequence[int], seconds: float, max_lag: float) -> None:
         print("- The series ended before the server fell behind: try larger --sessions.")
     if any(r.client_share >= 0.9 for r in runs):
         print("- Warning: the client neared a full core; those rows measure the client.")
+    figures: dict[str, dict[str, Any]] = {}
+    if held:
+        best = held[-1]
+        until = (
+            f"{limit.verdict(max_lag)} at {limit.sessions}"
+            if limit is not None
+            else "the series ended before the server fell behind"
+        )
+        figures["sessions_held"] = figure(
+            "real-time sessions held on one core", best.sessions, "sessions", until
+        )
+        figures["server_share"] = figure("server share of a core", best.server_share, "of a core")
+        figures["ack_p99_ms"] = figure("ack p99", 1000 * best.latency(0.99), "ms")
+        figures["cpu_ms_per_session_s"] = figure(
+            "server CPU per session-second", best.cpu_ms_per_session_second, "ms"
+        )
+        figures["sessions_per_core"] = figure(
+            "sessions a full core would hold (extrapolated)",
+            1000 / best.cpu_ms_per_session_second,
+            "sessions",
+        )
+    write_summary(summary, "bench_server.py", figures, quick=quick)
 
 
 def cli() -> None:
@@ -324,11 +354,12 @@ def cli() -> None:
     parser.add_argument(
         "--max-lag", type=float, default=1.0, help="seconds of ack or send lag that is behind"
     )
+    parser.add_argument("--summary", metavar="PATH", help="write the headline figures as JSON")
     args = parser.parse_args()
     default_counts = "5,20" if args.quick else "10,25,50,100,200,300,400,500,600,800"
     counts = [int(n) for n in (args.sessions or default_counts).split(",")]
     seconds = args.duration or (3.0 if args.quick else 20.0)
-    asyncio.run(main(counts, seconds, args.max_lag))
+    asyncio.run(main(counts, seconds, args.max_lag, args.summary, args.quick))
 
 
 if __name__ == "__main__":
