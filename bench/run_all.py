@@ -345,7 +345,7 @@ def _recognizer(o: Outcome) -> list[Row]:
             whisper_cpu = o.value(f"cpu/{headline}/whisper")
             rows.append(
                 [
-                    f"whisper recogniser (tiny.en finals), {what}: WER",
+                    f"whisper recogniser (tiny.en finals), WER, {what.rsplit(', ', 1)[0]}",
                     num(whisper_wer),
                     f"offline {num(error)}" if error is not None else "",
                     "",

@@ -167,7 +167,8 @@ def test_server_recognizer_and_load_rows() -> None:
     assert rtf[0].endswith("audio_01 (real), default decoder")
     assert rtf[1:4] == ["0.200", "pocketsphinx's own settings 0.400", "0.50x"]
     assert row(rows, "recogniser WER, audio_01")[1] == "0.569"
-    whisper = row(rows, "whisper recogniser (tiny.en finals), audio_01")
+    whisper = row(rows, "whisper recogniser (tiny.en finals), WER, audio_01")
+    assert whisper[0] == "whisper recogniser (tiny.en finals), WER, audio_01 (real)"
     assert whisper[1:3] == ["0.138", "offline 0.569"]
     assert whisper[4] == "real-time factor 0.310, worker CPU 0.250 s / audio s"
     synthetic = row(rows, "recogniser WER, synthetic speech (mean of 2)")
