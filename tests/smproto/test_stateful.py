@@ -12,7 +12,13 @@ import json
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from transitions import Machine
 
 from smproto import (
@@ -80,6 +86,8 @@ class ClientMachine(RuleBasedStateMachine):
         self.acked = 0
         self.bytes_sent = 0
         self.frame_sizes: list[int] = []
+        self.steps = 0
+        self.patience = 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -125,6 +133,40 @@ class ClientMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------------- rules
 
+    @initialize(
+        advance=st.sampled_from(["none", "opened", "streaming", "streaming", "streaming"]),
+        patience=st.sampled_from([0, 5, 10, 20]),
+    )
+    def setup(self, advance: str, patience: int) -> None:
+        """Most examples start mid-session (through the same rules as later steps), and
+        the inputs that end a session (errors, closes, timeouts, bad acks) wait
+        ``patience`` steps: a walk from CONNECTING mostly ended in FAILED or CLOSED
+        within a few steps, and the invariants on seq_no, acks and audio in flight only
+        bite while streaming."""
+        self.patience = patience
+        if advance == "none":
+            return
+        self.open()
+        if advance == "streaming":
+            self.recognition_started()
+
+    @rule(frames=st.lists(st.integers(1, 3200), min_size=1, max_size=8), ack=st.booleans())
+    def stream_some(self, frames: list[int], ack: bool) -> None:
+        """A stretch of ordinary streaming: frames while the window has room, then (maybe)
+        the server's acks for all of them, in order."""
+        if self.oracle.state is not STREAMING:
+            return
+        for size in frames:
+            if self.conn.audio_window_full:
+                break
+            self.send_audio(size)
+        if ack:
+            for seq_no in range(self.acked + 1, self.sent + 1):
+                self._expect(
+                    "ok", lambda n=seq_no: self._receive({"message": "AudioAdded", "seq_no": n})
+                )
+                self.acked = seq_no
+
     @rule()
     def open(self) -> None:
         state = self.oracle.state
@@ -133,6 +175,7 @@ class ClientMachine(RuleBasedStateMachine):
             lambda: self.conn.connection_opened(now=self.now),
         )
 
+    @precondition(lambda self: self.steps >= self.patience or self.oracle.state is AWAITING)
     @rule()
     def recognition_started(self) -> None:
         state = self.oracle.state
@@ -157,6 +200,7 @@ class ClientMachine(RuleBasedStateMachine):
 
         self._expect("ok" if state is STREAMING else "local", send)
 
+    @precondition(lambda self: self.steps >= self.patience or self.oracle.state is not AWAITING)
     @rule(data=st.data())
     def valid_ack(self, data: st.DataObject) -> None:
         state = self.oracle.state
@@ -169,6 +213,7 @@ class ClientMachine(RuleBasedStateMachine):
 
         self._expect(session_message(state), ack)
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule(beyond=st.integers(1, 5))
     def ack_beyond_sent(self, beyond: int) -> None:
         expect = session_message(self.oracle.state)
@@ -178,6 +223,7 @@ class ClientMachine(RuleBasedStateMachine):
             expect, lambda: self._receive({"message": "AudioAdded", "seq_no": self.sent + beyond})
         )
 
+    @precondition(lambda self: self.steps >= self.patience)
     @precondition(lambda self: self.acked > 0)
     @rule()
     def ack_backwards(self) -> None:
@@ -188,6 +234,7 @@ class ClientMachine(RuleBasedStateMachine):
             expect, lambda: self._receive({"message": "AudioAdded", "seq_no": self.acked - 1})
         )
 
+    @precondition(lambda self: self.steps >= self.patience or self.oracle.state is not AWAITING)
     @rule(final=st.booleans(), words=st.integers(0, 3))
     def transcript(self, final: bool, words: int) -> None:
         results = [
@@ -211,6 +258,7 @@ class ClientMachine(RuleBasedStateMachine):
         message = {"message": kind, "type": "recognition_quality", "reason": "r"}
         self._expect(notice(self.oracle.state), lambda: self._receive(message))
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule()
     def duration_limit(self) -> None:
         state = self.oracle.state
@@ -218,6 +266,7 @@ class ClientMachine(RuleBasedStateMachine):
         message = {"message": "Warning", "type": "duration_limit_exceeded", "reason": "limit"}
         self._expect(expect, lambda: self._receive(message))
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule(etype=st.sampled_from(["invalid_config", "quota_exceeded", "job_error"]))
     def server_error(self, etype: str) -> None:
         state = self.oracle.state
@@ -235,6 +284,7 @@ class ClientMachine(RuleBasedStateMachine):
             notice(self.oracle.state), lambda: self._receive({"message": "Future", "x": 1})
         )
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule(data=st.sampled_from(["{oops", "[]", b"\x00\x01", '{"message": 3}']))
     def garbage(self, data: str | bytes) -> None:
         state = self.oracle.state
@@ -247,6 +297,7 @@ class ClientMachine(RuleBasedStateMachine):
         expect = {STREAMING: "drain", DRAINING: "ignore"}.get(state, "local")
         self._expect(expect, lambda: self.conn.end_of_stream(now=self.now))
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule()
     def end_of_transcript(self) -> None:
         state = self.oracle.state
@@ -273,15 +324,18 @@ class ClientMachine(RuleBasedStateMachine):
         state = self.oracle.state
         self._expect("ok" if state in (STREAMING, DRAINING) else "local", self.conn.get_speakers)
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule()
     def close(self) -> None:
         self._expect("close" if self.oracle.state in LIVE else "ignore", self.conn.close)
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule(code=st.sampled_from([None, 1000, 1006, 4001]))
     def connection_closed(self, code: int | None) -> None:
         expect = "fail" if self.oracle.state in LIVE else "ok"
         self._expect(expect, lambda: self.conn.connection_closed(code, "", now=self.now))
 
+    @precondition(lambda self: self.steps >= self.patience)
     @rule(dt=st.floats(0.0, 10.0))
     def time_passes(self, dt: float) -> None:
         self.now += dt
@@ -294,6 +348,10 @@ class ClientMachine(RuleBasedStateMachine):
             assert self.conn.failure is not None and self.conn.failure.kind is FailureKind.TIMEOUT
 
     # --------------------------------------------------------------- invariants
+
+    @invariant()
+    def count_steps(self) -> None:
+        self.steps += 1
 
     @invariant()
     def states_agree(self) -> None:
