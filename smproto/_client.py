@@ -346,6 +346,12 @@ class ClientConnection:
             self._actions = []
         return actions
 
+    @property
+    def has_actions(self) -> bool:
+        """Whether :meth:`actions` would return anything (it takes nothing). A driver
+        can skip its write path, and its write lock, when there is nothing to write."""
+        return bool(self._actions)
+
     def next_event(self) -> Event | None:
         """Take the next event for the application, or ``None`` when there is none."""
         events = self._events

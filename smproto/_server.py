@@ -291,6 +291,11 @@ class ServerConnection:
             self._actions = []
         return actions
 
+    @property
+    def has_actions(self) -> bool:
+        """Whether :meth:`actions` would return anything (it takes nothing)."""
+        return bool(self._actions)
+
     def next_event(self) -> ServerEvent | None:
         """Take the next event. Taking an :class:`AudioReceived` acknowledges it."""
         if not self._events:

@@ -268,11 +268,20 @@ class Session:
             await self._changed.wait()
 
     def _notify(self) -> None:
+        # Wakes every task waiting now; set() then clear() with no await between them is a
+        # broadcast that allocates nothing (this runs for every message received).
         self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.clear()
 
     async def _flush(self) -> None:
-        """Write the engine's actions, in order (one writer at a time)."""
+        """Write the engine's actions, in order (one writer at a time).
+
+        Most calls (a received ack, a transcript) have nothing to write and skip the
+        lock. The actions are taken only once the lock is held, so a task cancelled
+        while it waits for the lock leaves them to the next writer.
+        """
+        if not self._engine.has_actions:
+            return
         async with self._write_lock:
             ws = self._ws
             for action in self._engine.actions():

@@ -440,7 +440,9 @@ class ServerMachine(RuleBasedStateMachine):
     def _collect(self) -> list[str]:
         """Take the engine's actions, check what must hold of any of them, and return
         their kinds."""
+        pending = self.conn.has_actions
         actions = self.conn.actions()
+        assert pending == bool(actions) and not self.conn.has_actions
         if actions:
             assert not self.transport_closed, f"sent after CloseTransport: {actions}"
             assert not self.disconnected, f"sent after the transport closed: {actions}"

@@ -125,7 +125,10 @@ class ClientMachine(RuleBasedStateMachine):
         self.conn.receive_message(data, now=self.now)
 
     def _record_actions(self) -> None:
-        for action in self.conn.actions():
+        pending = self.conn.has_actions
+        actions = self.conn.actions()
+        assert pending == bool(actions) and not self.conn.has_actions
+        for action in actions:
             if isinstance(action, SendText):
                 msg = json.loads(action.text)
                 if msg["message"] == "EndOfStream":
