@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import Failure, FailureKind, SmprotoError
 from .events import (
@@ -34,6 +35,9 @@ from .events import (
     Event,
 )
 
+if TYPE_CHECKING:
+    from ._client import ClientConnection
+
 __all__ = [
     "AuthenticationError",
     "ConnectionFailed",
@@ -41,6 +45,7 @@ __all__ = [
     "EventBacklog",
     "HandshakeRejected",
     "ProtocolViolation",
+    "ReconnectAttempts",
     "ReconnectPolicy",
     "SessionError",
     "SessionTimeout",
@@ -190,6 +195,33 @@ class ReconnectPolicy:
 
 #: Never reconnect.
 NO_RECONNECT = ReconnectPolicy(max_attempts=0)
+
+
+class ReconnectAttempts:
+    """The attempt count a session passes to :class:`ReconnectPolicy`.
+
+    It starts again only when a connection made progress: the server acknowledged audio
+    that no earlier connection of the session got acknowledged. A server that
+    acknowledges the replayed audio and then fails again makes none, so it cannot keep
+    a session reconnecting for ever.
+    """
+
+    __slots__ = ("_acknowledged", "attempt")
+
+    def __init__(self) -> None:
+        #: The number of the attempt about to be made (1-based); 0 before any failure.
+        self.attempt = 0
+        self._acknowledged = 0.0  # the furthest any connection got (audio seconds)
+
+    def after_failure(self, engine: ClientConnection) -> int:
+        """Count a reconnect attempt after ``engine``'s connection failed; returns its
+        number, for :meth:`ReconnectPolicy.should_retry` and :meth:`ReconnectPolicy.delay`."""
+        reached = engine.audio_seconds_acknowledged
+        if reached > self._acknowledged:
+            self.attempt = 0
+            self._acknowledged = reached
+        self.attempt += 1
+        return self.attempt
 
 
 class EventBacklog:

@@ -71,6 +71,7 @@ from smproto.session import (
     ConnectionFailed,
     EventBacklog,
     HandshakeRejected,
+    ReconnectAttempts,
     ReconnectPolicy,
     SessionError,
     SessionTimeout,
@@ -433,19 +434,12 @@ class Session:
                 await asyncio.wait_for(ws.close(), self._opener.close_timeout)
 
     async def _pump_forever(self) -> None:
-        attempt = 0
-        acknowledged = 0.0  # the furthest any connection got (audio seconds)
+        attempts = ReconnectAttempts()
         try:
             failure = await self._run_until(lambda e: e.state is State.CLOSED)
             while failure is not None:
                 old = self._engine
-                reached = old.audio_seconds_acknowledged
-                if reached > acknowledged:
-                    # Audio never acknowledged before: that connection made progress (a server
-                    # that acknowledges the replay, then fails again, makes none).
-                    attempt = 0
-                    acknowledged = reached
-                attempt += 1
+                attempt = attempts.after_failure(old)
                 if self._done or not self._policy.should_retry(failure, attempt):
                     self._failure = failure
                     return

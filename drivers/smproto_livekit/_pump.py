@@ -44,6 +44,7 @@ from smproto.session import (
     AuthenticationError,
     ConnectionFailed,
     HandshakeRejected,
+    ReconnectAttempts,
     ReconnectPolicy,
     SessionError,
     SessionTimeout,
@@ -256,8 +257,7 @@ class Pump:
         Raises:
             SessionError: the session failed and the policy gave up (or cannot help).
         """
-        attempt = 0
-        acknowledged = 0.0  # the furthest any connection got (audio seconds)
+        attempts = ReconnectAttempts()
         try:
             if self.engine.state is State.FAILED:
                 self._resume()
@@ -267,13 +267,7 @@ class Pump:
                     return
                 if self._sender_error is not None:
                     raise self._sender_error
-                reached = self.engine.audio_seconds_acknowledged
-                if reached > acknowledged:
-                    # Audio never acknowledged before: that connection made progress (a server
-                    # that acknowledges the replay, then fails again, makes none).
-                    attempt = 0
-                    acknowledged = reached
-                attempt += 1
+                attempt = attempts.after_failure(self.engine)
                 if not self._policy.should_retry(error, attempt):
                     raise error
                 delay = self._policy.delay(error, attempt)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -22,6 +24,7 @@ from smproto.session import (
     ConnectionLost,
     EventBacklog,
     ProtocolViolation,
+    ReconnectAttempts,
     ReconnectPolicy,
     SessionError,
     SessionTimeout,
@@ -149,3 +152,19 @@ def test_backlog_never_loses_a_final_and_stays_bounded(pushed: list[Event], limi
     # (a partial is superseded unless a final came after it), plus one per channel.
     assert len(out) <= limit + 2 * finals + 2
     assert backlog.dropped == len(pushed) - len(out)
+
+
+def test_reconnect_attempts_restart_only_on_new_progress() -> None:
+    def failed(acknowledged: float) -> Any:
+        return SimpleNamespace(audio_seconds_acknowledged=acknowledged)
+
+    attempts = ReconnectAttempts()
+    assert attempts.attempt == 0
+    assert attempts.after_failure(failed(0.0)) == 1  # nothing acknowledged: no progress
+    assert attempts.after_failure(failed(0.0)) == 2
+    assert attempts.after_failure(failed(2.5)) == 1  # further than ever: count restarts
+    # A server that acknowledges the replay (up to 2.5 s again) and fails makes none.
+    assert attempts.after_failure(failed(2.5)) == 2
+    assert attempts.after_failure(failed(1.0)) == 3
+    assert attempts.after_failure(failed(2.6)) == 1
+    assert attempts.attempt == 1
