@@ -9,9 +9,10 @@
         async for event in session:               # ends after EndOfTranscript
             ...
 
-The pump task reads the server's messages, feeds the engine, writes its actions, fires
-its timers and queues its events; the application's calls go through the same engine.
-On a retryable failure the pump opens a new connection from the old engine
+Each message the server sends is fed to the engine as it is read, its events queued for
+the iterator; the engine's timers are loop callbacks; the application's calls go through
+the same engine. On a retryable failure a supervising task opens a new connection from
+the old engine
 (``ClientConnection.resume_from``), which replays the audio no final transcript covered:
 the application sees one continuous session.
 """
@@ -23,6 +24,7 @@ import contextlib
 import logging
 import os
 import ssl as ssl_module
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import OPEN
 
 from smproto import (
     AudioFormat,
@@ -45,6 +48,7 @@ from smproto import (
     TranscriptAssembler,
     TranscriptionConfig,
 )
+from smproto.actions import Action
 from smproto.audio import pcm_chunks, wav_to_pcm
 from smproto.auth import (
     DEFAULT_MANAGEMENT_URL,
@@ -80,6 +84,7 @@ from smproto.session import (
 
 from ._http import post
 from ._logging import redacting_logger
+from ._messages import MessageHook
 
 __all__ = ["Session", "connect", "transcribe"]
 
@@ -88,8 +93,52 @@ logger = logging.getLogger("smproto_asyncio")
 _WS_LOGGER = redacting_logger("smproto_asyncio.websockets")
 
 SDK = "smproto-asyncio/0.1.0"
+#: Engine events a session does not queue for the application: a failure is raised
+#: instead, and a reconnect absorbs it.
+_NOT_DELIVERED = (ClosedEvent, ServerError)
 #: Close codes websockets sends when it fails a connection for what the peer sent.
 _PEER_FAULTS = frozenset({1002, 1007, 1009})
+
+
+class _WebSocket(MessageHook, WebSocket):
+    """websockets' asyncio client connection, handing each message to the session as it
+    is parsed, in ``data_received`` (see :mod:`smproto_asyncio._messages`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writing_paused = False
+        self._writable: asyncio.Future[None] | None = None
+
+    # The session writes through ``protocol`` and ``transport`` itself; these tell it
+    # when the socket's buffer is over websockets' high-water mark.
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.writing_paused = False
+        self._wake_writers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.writing_paused = False
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_writable(self) -> None:
+        """Wait until the socket's buffer is below the low-water mark (or it closed)."""
+        while self.writing_paused:
+            waiter = self._writable = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._writable = None
 
 
 class Session:
@@ -97,6 +146,13 @@ class Session:
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
     ``EndOfTranscript`` and raises a :class:`smproto.session.SessionError` on failure.
+
+    How it runs: each message the server sends is fed to the engine as it is read (in
+    the connection's ``data_received``), its events go to a bounded backlog, and only a
+    task waiting for them is woken: the application's iterator when there are events,
+    a sender waiting in :meth:`send_audio` once a quarter of the window is free again.
+    The engine's timers are ``call_at`` callbacks. A supervising task waits for the
+    connection to end and reconnects after a retryable failure.
     """
 
     def __init__(
@@ -109,19 +165,26 @@ class Session:
         self._opener = opener
         self._engine = engine
         self._policy = policy
-        self._ws: WebSocket | None = None
+        self._ws: _WebSocket | None = None
         self._backlog = EventBacklog(event_queue_size)
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # state changes: set() then clear() wakes all
         self._write_lock = asyncio.Lock()
+        self._outbox: deque[Action] = deque()  # a close and what follows it, unwritten
+        self._write_scheduled = False
         self._failure: SessionError | None = None
         self._failure_reported = False
         self._done = False
         self._ended = False  # the application ended the stream
-        self._pump: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None  # the supervising task
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None  # armed at the engine's deadline
-        self._receiver: asyncio.Task[Any] | None = None  # the task in _recv(), if any
-        self._timer_fired = False
+        self._readable: asyncio.Future[None] | None = None  # the iterator, waiting
+        self._room: asyncio.Future[None] | None = None  # a sender, waiting for room
+        self._over: asyncio.Future[None] | None = None  # the connection reached its end
+        self._flusher: asyncio.Task[None] | None = None
+        self._state = engine.state
+        self._reading_paused = False
+        self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -159,15 +222,26 @@ class Session:
     async def send_audio(self, chunk: bytes) -> int:
         """Send a chunk of audio; waits while the in-flight window is full (or while
         reconnecting). Returns the frame's ``seq_no`` in the current connection."""
-        await self._wait_for_room()
-        seq_no = self._engine.send_audio(chunk, now=self._now())
-        await self._flush()
+        engine = self._engine
+        if engine.state is not State.STREAMING or engine.audio_window_full:
+            await self._wait_for_room()
+            engine = self._engine
+        seq_no = engine.send_audio(chunk, now=self._loop.time())
+        if self._timer is None:
+            self._arm_timer(engine)  # the ack deadline starts with the first frame unacked
+        self._write()
+        ws = self._ws
+        if self._outbox or (ws is not None and ws.writing_paused):
+            await self._flush()
         return seq_no
 
     async def send_channel_audio(self, channel: str, chunk: bytes) -> int:
         """Send a chunk of one channel's audio (multichannel sessions)."""
         await self._wait_for_room()
-        seq_no = self._engine.send_channel_audio(channel, chunk, now=self._now())
+        engine = self._engine
+        seq_no = engine.send_channel_audio(channel, chunk, now=self._loop.time())
+        if self._timer is None:
+            self._arm_timer(engine)
         await self._flush()
         return seq_no
 
@@ -175,15 +249,19 @@ class Session:
         """No more audio. Transcripts keep coming until ``EndOfTranscript``."""
         self._raise_failure()
         self._ended = True
-        if self._engine.state is State.STREAMING:
-            self._engine.end_of_stream(now=self._now())
+        engine = self._engine
+        if engine.state is State.STREAMING:
+            engine.end_of_stream(now=self._loop.time())
+            self._after(engine)
             await self._flush()
         # Otherwise a reconnect is under way: the new connection ends the stream.
 
     async def end_of_channel(self, channel: str) -> None:
         """No more audio on ``channel``."""
         await self._wait_streaming()
-        self._engine.end_of_channel(channel, now=self._now())
+        engine = self._engine
+        engine.end_of_channel(channel, now=self._loop.time())
+        self._after(engine)
         await self._flush()
 
     async def set_recognition_config(self, *args: Any, **changes: Any) -> TranscriptionConfig:
@@ -210,7 +288,9 @@ class Session:
     async def close(self) -> None:
         """Abort the session now (transcripts not yet received are lost)."""
         self._done = True
-        self._engine.close()
+        engine = self._engine
+        engine.close()
+        self._after(engine)
         with contextlib.suppress(SessionError):
             await self._flush()
         await self._stop_pump()
@@ -221,22 +301,23 @@ class Session:
         return self
 
     async def __anext__(self) -> Event:
+        backlog = self._backlog
         while True:
-            overfull = self._backlog.overfull
-            event = self._backlog.pop()
+            event = backlog.pop()
             if event is not None:
-                if overfull:
-                    self._notify()  # the pump may read again
+                if self._reading_paused and len(backlog) < backlog.limit:
+                    self._resume_reading()
                 return event
-            if self._backlog.ended:
+            if backlog.ended:
                 self._raise_failure()
                 raise StopAsyncIteration
-            await self._changed.wait()
+            waiter = self._readable = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._readable = None
 
     # ------------------------------------------------------------------ internals
-
-    def _now(self) -> float:
-        return self._loop.time()
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -254,7 +335,11 @@ class Session:
                     f"send_audio() is not allowed after the end of the stream "
                     f"(state {engine.state.name})"
                 )
-            await self._changed.wait()
+            waiter = self._room = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._room = None
 
     async def _wait_streaming(self) -> None:
         while True:
@@ -268,164 +353,295 @@ class Session:
                 return
             await self._changed.wait()
 
-    def _notify(self) -> None:
-        # Wakes every task waiting now; set() then clear() with no await between them is a
-        # broadcast that allocates nothing (this runs for every message received).
+    def _wake_all(self) -> None:
+        """Wake every waiting task (the state changed, or the session is over)."""
         self._changed.set()
-        self._changed.clear()
+        self._changed.clear()  # set() then clear(): a broadcast to the tasks waiting now
+        for waiter in (self._readable, self._room, self._over):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def _write(self) -> None:
+        """Hand the engine's queued messages to the WebSocket protocol, now.
+
+        The frames reach the socket together at the end of this turn of the event loop
+        (:meth:`_write_out`): a burst of ``send_audio()`` calls costs one system call,
+        not one each. A close, which has to wait for the closing handshake, goes to
+        the outbox with whatever follows it, for :meth:`_flush` to write in order.
+        """
+        engine = self._engine
+        if not engine.has_actions:
+            return
+        outbox = self._outbox
+        if outbox:  # a close is being written: keep the order
+            outbox.extend(engine.actions())
+            self._flush_soon()
+            return
+        ws = self._ws
+        actions = engine.actions()
+        if ws is None:
+            return
+        protocol = ws.protocol
+        for i, action in enumerate(actions):
+            if type(action) is SendBinary:
+                if protocol.state is OPEN:  # otherwise it is closing: the supervisor reports
+                    protocol.send_binary(action.data)
+            elif type(action) is SendText:
+                if protocol.state is OPEN:
+                    protocol.send_text(action.text.encode())
+            else:
+                outbox.extend(actions[i:])
+                self._flush_soon()
+                break
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        """Write what the WebSocket protocol has to send, in one go."""
+        self._write_scheduled = False
+        ws = self._ws
+        if ws is None:
+            return
+        data = ws.protocol.data_to_send()
+        transport = ws.transport
+        if not data or transport.is_closing():
+            return
+        if all(data):
+            transport.writelines(data)
+            return
+        for chunk in data:  # b"" is the end of the stream, after the closing handshake
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
 
     async def _flush(self) -> None:
-        """Write the engine's actions, in order (one writer at a time).
+        """Write the engine's queued messages, and wait while a close is written or the
+        socket's buffer is full."""
+        self._write()
+        if self._outbox:
+            await self._flush_outbox()
+        ws = self._ws
+        if ws is not None and ws.writing_paused:
+            await ws.wait_writable()
 
-        Most calls (a received ack, a transcript) have nothing to write and skip the
-        lock. The actions are taken only once the lock is held, so a task cancelled
-        while it waits for the lock leaves them to the next writer.
-        """
-        if not self._engine.has_actions:
-            return
+    async def _flush_outbox(self) -> None:
+        """Write the outbox: a close (it waits for the closing handshake, at most
+        ``close_timeout``), and what the engine queued after it, in order."""
         async with self._write_lock:
-            ws = self._ws
-            for action in self._engine.actions():
+            outbox = self._outbox
+            while outbox:
+                action = outbox.popleft()
+                ws = self._ws
                 if ws is None:
                     continue
-                try:
-                    if isinstance(action, SendBinary):
-                        await ws.send(action.data)
-                    elif isinstance(action, SendText):
-                        await ws.send(action.text)
-                    elif isinstance(action, CloseTransport):
+                if isinstance(action, CloseTransport):
+                    self._write_out()
+                    with contextlib.suppress(ConnectionClosed, TimeoutError, OSError):
                         await asyncio.wait_for(
                             ws.close(action.code, action.reason), self._opener.close_timeout
                         )
-                except (ConnectionClosed, TimeoutError, OSError):
-                    pass  # the pump reads how the connection ended
+                elif ws.protocol.state is OPEN:
+                    if isinstance(action, SendBinary):
+                        ws.protocol.send_binary(action.data)
+                    else:
+                        ws.protocol.send_text(action.text.encode())
+                    self._write_out()
+                outbox.extend(self._engine.actions())
 
-    def _deliver(self, engine: ClientConnection) -> bool:
-        """Queue the engine's events (never waiting). True once the session is complete."""
-        complete = False
-        for event in engine.events():
-            if isinstance(event, ClosedEvent | ServerError):
+    def _flush_soon(self) -> None:
+        """Write the outbox from a callback (no task to await in)."""
+        flusher = self._flusher
+        if flusher is None or flusher.done():
+            self._flusher = self._loop.create_task(
+                self._flush_outbox(), name="smproto-asyncio-flush"
+            )
+
+    # ---------------------------------------------- the engine, from callbacks
+
+    def _on_message(self, message: str | bytes | None) -> None:
+        """A message from the server (called by the connection, in ``data_received``)."""
+        if self._reading_paused:
+            # Read with others before the pause took effect: it waits its turn, so that
+            # the backlog stays bounded (by one read's worth of messages held here).
+            self._held.append(message)
+            return
+        self._feed(message)
+
+    def _feed(self, message: str | bytes | None) -> None:
+        engine = self._engine
+        now = self._loop.time()
+        if message is None:  # what websockets would have failed the connection for
+            engine.connection_closed(1007, "the server sent text that is not UTF-8", now=now)
+        else:
+            try:  # noqa: SIM105 - suppress() would cost a context manager per message
+                engine.receive_message(message, now=now)
+            except RemoteProtocolError:
+                pass  # it has failed the engine and queued its close
+        self._after(engine)
+
+    def _after(self, engine: ClientConnection) -> None:
+        """After the engine took an input: deliver its events, write what it queued,
+        wake who can now go on, and keep the timer at its deadline."""
+        self._deliver(engine)
+        if engine.has_actions:
+            self._write()
+        state = engine.state
+        if state is not self._state:
+            self._state = state
+            self._arm_timer(engine)  # a new state may have an earlier deadline
+            if state is State.CLOSED or state is State.FAILED:
+                over = self._over
+                if over is not None and not over.done():
+                    over.set_result(None)
+            self._wake_all()
+        else:
+            room = self._room
+            # A sender waits until a quarter of the window is free: fewer wake-ups than
+            # one per ack when audio streams faster than real time (as websockets'
+            # drain() waits for its low-water mark).
+            if (
+                room is not None
+                and not room.done()
+                and not engine.audio_window_full
+                and engine.audio_in_flight.seconds <= 0.75 * engine.max_audio_in_flight_seconds
+            ):
+                room.set_result(None)
+        if self._timer is None:
+            self._arm_timer(engine)
+
+    def _arm_timer(self, engine: ClientConnection) -> None:
+        """Keep a ``call_at`` at the engine's deadline. The timer is lazy: it is moved
+        only for an earlier deadline; one that fires early (the ack deadline moves later
+        with every ack) re-arms itself. So a streaming session arms about one timer per
+        ``ack_timeout``, not one per message."""
+        deadline = engine.get_timer()
+        if deadline is not None:
+            timer = self._timer
+            if timer is None or deadline < timer.when():
+                if timer is not None:
+                    timer.cancel()
+                self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _deliver(self, engine: ClientConnection) -> None:
+        """Queue the engine's events for the iterator (never waiting)."""
+        events = engine.events()
+        if not events:
+            return
+        backlog = self._backlog
+        for event in events:
+            if isinstance(event, _NOT_DELIVERED):
                 continue  # reported by the raised error, or absorbed by a reconnect
-            if isinstance(event, EndOfTranscript):
-                complete = True
-            self._backlog.push(event)
-        return complete
+            backlog.push(event)
+            if type(event) is EndOfTranscript:
+                backlog.end()  # the session is complete
+        readable = self._readable
+        if readable is not None and not readable.done():
+            readable.set_result(None)
+        if backlog.overfull and not self._reading_paused:
+            # A flood the application does not read: stop reading the server until it
+            # catches up (timers still run), so memory stays bounded.
+            ws = self._ws
+            if ws is not None and ws.transport is not None:
+                self._reading_paused = True
+                ws.transport.pause_reading()
 
-    async def _stop_pump(self) -> None:
+    def _resume_reading(self) -> None:
+        """The application caught up: feed the held messages, then read on."""
+        self._reading_paused = False
+        held = self._held
+        while held and not self._reading_paused:
+            self._feed(held.popleft())
+        ws = self._ws
+        if (
+            not self._reading_paused
+            and ws is not None
+            and ws.transport is not None
+            and not ws.transport.is_closing()
+        ):
+            ws.transport.resume_reading()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        engine = self._engine
+        deadline = engine.get_timer()
+        if deadline is None:
+            return
+        if deadline > self._loop.time():  # it moved later: sleep on
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            return
+        engine.handle_timer(now=self._loop.time())
+        self._after(engine)
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    async def _stop_pump(self) -> None:
+        self._stop_timer()
         pump = self._pump
         if pump is not None and not pump.done():
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
 
-    # ------------------------------------------------------------------ the pump
+    # ------------------------------------------------------------------ the supervisor
 
     async def _start(self) -> None:
         """Open the first connection and wait for RecognitionStarted (errors raise here)."""
         self._ws = await self._opener.open()
-        failure = await self._run_until(lambda e: e.state is not State.AWAITING_RECOGNITION_STARTED)
+        failure = await self._run_until(State.STREAMING)
         if failure is not None:
             raise failure
-        self._pump = asyncio.create_task(self._pump_forever(), name="smproto-asyncio-pump")
+        self._pump = asyncio.create_task(self._supervise(), name="smproto-asyncio-pump")
 
-    async def _run_until(self, done: Any) -> SessionError | None:
-        """Run the current connection until ``done(engine)``; return its failure, if any."""
+    async def _run_until(self, goal: State) -> SessionError | None:
+        """Run the current connection until the engine reaches ``goal`` (or ends);
+        return its failure, if any."""
         engine = self._engine
         ws = self._ws
         assert ws is not None
         if engine.state is State.CONNECTING:
-            engine.connection_opened(now=self._now())
-            await self._flush()
-        while not done(engine):
-            try:
-                # None once the engine's deadline has passed, even under a flood of
-                # messages (recv() then never waits).
-                message = await self._recv(ws, engine.get_timer())
-            except ConnectionClosed as exc:
-                close = exc.rcvd
-                if close is None and exc.sent is not None and exc.sent.code in _PEER_FAULTS:
-                    close = exc.sent  # websockets failed the connection for what it received
-                engine.connection_closed(
-                    close.code if close else None, close.reason if close else "", now=self._now()
-                )
-            else:
-                if message is None:
-                    engine.handle_timer(now=self._now())
-                else:
-                    # A RemoteProtocolError has failed the engine and queued its close.
-                    with contextlib.suppress(RemoteProtocolError):
-                        engine.receive_message(message, now=self._now())
-            await self._flush()
-            complete = self._deliver(engine)
-            self._notify()
-            while self._backlog.overfull and not self._done and engine.state is not State.FAILED:
-                # A flood the application does not read: wait for it, timers still running.
-                deadline = engine.get_timer()
-                try:
-                    async with asyncio.timeout(
-                        None if deadline is None else max(0.0, deadline - self._now())
-                    ):
-                        await self._changed.wait()
-                except TimeoutError:
-                    engine.handle_timer(now=self._now())
-                    await self._flush()
-                    self._deliver(engine)
-            if engine.state is State.FAILED:
-                await self._close_ws()
-                assert engine.failure is not None
-                return error_for_failure(engine.failure)
-            if complete or engine.state is State.CLOSED:
-                return None
-        return None
-
-    async def _recv(self, ws: WebSocket, deadline: float | None) -> str | bytes | None:
-        """The next message, or ``None`` once the engine's ``deadline`` has passed.
-
-        The timer is lazy: a ``call_at`` is armed only for a deadline *earlier* than the
-        one armed. The ack deadline moves later with every ack, so a streaming session
-        arms about one timer per ``ack_timeout``, not one per message as an
-        ``asyncio.timeout()`` around each ``recv()`` does. A timer that fires early (the
-        deadline moved on) re-arms itself; one that is due cancels this ``recv()``, which
-        websockets makes safe (no message is lost).
-        """
-        loop = self._loop
-        if deadline is not None:
-            if deadline <= loop.time():
-                return None
-            timer = self._timer
-            if timer is None or deadline < timer.when():
-                if timer is not None:
-                    timer.cancel()
-                self._timer = loop.call_at(deadline, self._on_timer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._receiver = task
+            engine.connection_opened(now=self._loop.time())
+        self._state = engine.state
+        ws.attach(self._on_message)  # first what arrived already
+        self._after(engine)
+        await self._flush()
+        closed = asyncio.ensure_future(ws.wait_closed())
+        over = False
         try:
-            return await ws.recv()
-        except asyncio.CancelledError:
-            if self._timer_fired and task.uncancel() == 0:
-                return None  # our timer's cancellation, and nobody else's
-            raise
+            while engine.state is not goal and engine.state not in (State.CLOSED, State.FAILED):
+                if closed.done():
+                    close = ws.protocol.close_rcvd
+                    sent = ws.protocol.close_sent
+                    if close is None and sent is not None and sent.code in _PEER_FAULTS:
+                        close = sent  # websockets failed the connection for what it received
+                    engine.connection_closed(
+                        close.code if close else None,
+                        close.reason if close else "",
+                        now=self._loop.time(),
+                    )
+                    self._after(engine)
+                    break
+                waiter = self._over = self._loop.create_future()
+                try:
+                    await asyncio.wait((waiter, closed), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self._over = None
+            over = engine.state is not goal or goal is State.CLOSED
         finally:
-            self._receiver = None
-            self._timer_fired = False
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._engine.get_timer()
-        if deadline is None:
-            return
-        if deadline > self._loop.time():  # it moved later: sleep on
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            return
-        receiver = self._receiver
-        if receiver is not None and not self._timer_fired:
-            self._timer_fired = True
-            receiver.cancel()
-        # Otherwise the pump is busy, and finds the deadline passed at its next _recv().
+            closed.cancel()
+            if over:
+                ws.detach()
+        if engine.state is State.FAILED:
+            await self._close_ws()
+            assert engine.failure is not None
+            return error_for_failure(engine.failure)
+        return None
 
     async def _close_ws(self) -> None:
         ws = self._ws
@@ -433,10 +649,10 @@ class Session:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), self._opener.close_timeout)
 
-    async def _pump_forever(self) -> None:
+    async def _supervise(self) -> None:
         attempts = ReconnectAttempts()
         try:
-            failure = await self._run_until(lambda e: e.state is State.CLOSED)
+            failure = await self._run_until(State.CLOSED)
             while failure is not None:
                 old = self._engine
                 attempt = attempts.after_failure(old)
@@ -455,29 +671,34 @@ class Session:
                     self._failure = failure
                     return
                 self._engine = engine
+                self._state = engine.state
+                self._reading_paused = False
+                self._held.clear()  # the old connection's
+                self._outbox.clear()  # the old connection's: the new engine replays
                 try:
                     ws = await self._opener.open()
                 except SessionError as exc:
                     logger.info("reconnect attempt %d failed: %s", attempt, exc)
                     # The new engine never opened: fail it, so the next attempt resumes it.
-                    engine.connection_closed(None, str(exc), now=self._now())
+                    engine.connection_closed(None, str(exc), now=self._loop.time())
                     engine.events()
                     failure = exc
                     continue
                 self._ws = ws
                 self.reconnects += 1
                 self._backlog.push(Reconnected(self.reconnects, str(failure), {}))
-                self._notify()
-                failure = await self._run_until(lambda e: e.state is State.CLOSED)
+                self._wake_all()
+                failure = await self._run_until(State.CLOSED)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: never leave the application hanging
-            logger.exception("the session pump failed")
+            logger.exception("the session supervisor failed")
             self._failure = SessionError(f"internal error in the asyncio driver: {exc}")
         finally:
+            self._stop_timer()
             await self._close_ws()
             self._backlog.end()
-            self._notify()
+            self._wake_all()
 
     async def _finish(self, exc: BaseException | None) -> None:
         """Leave the ``connect()`` block: abort if the session is not over, stop the pump.
@@ -492,6 +713,11 @@ class Session:
             raise self._failure
 
     async def _cleanup(self, aborted: bool) -> None:
+        pump = self._pump
+        if not aborted and self._engine.state is State.CLOSED and pump is not None:
+            # Complete: let the supervisor finish the closing handshake.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(pump), self._opener.close_timeout + 1)
         if aborted or self._engine.state not in (State.CLOSED, State.FAILED):
             self._done = True
             if self._engine.state not in (State.CLOSED, State.FAILED):
@@ -555,12 +781,13 @@ class _Opener:
                 raise AuthenticationError(str(exc), status=exc.status) from None
             raise ConnectionFailed(str(exc), retryable=exc.retryable) from None
 
-    async def open(self) -> WebSocket:
+    async def open(self) -> _WebSocket:
         key = await self._key()
         headers = handshake_headers(key, self._extra)
         try:
-            return await ws_connect(
+            ws = await ws_connect(
                 self.url,
+                create_connection=_WebSocket,
                 additional_headers=headers,
                 ssl=(self._ssl or ssl_module.create_default_context())
                 if self.url.startswith("wss:")
@@ -574,6 +801,8 @@ class _Opener:
                 user_agent_header=SDK,
                 logger=_WS_LOGGER,
             )
+            assert isinstance(ws, _WebSocket)
+            return ws
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = redact(exc.response.body.decode("utf-8", "replace")[:200], [key, self._api_key])
@@ -692,6 +921,7 @@ async def connect(
     try:
         await session._start()
     except BaseException:
+        session._stop_timer()
         await session._close_ws()
         raise
     try:
