@@ -1,4 +1,4 @@
-"""Client sessions over asyncio and ``websockets``: a pump around ``smproto.ClientConnection``.
+"""Client sessions over asyncio and ``websockets``, around ``smproto.ClientConnection``.
 
     async with connect(url, api_key=..., transcription_config=..., audio_format=...) as session:
         async def send():

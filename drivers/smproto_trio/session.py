@@ -1,4 +1,4 @@
-"""Client sessions over trio and ``websockets``: a pump around ``smproto.ClientConnection``.
+"""Client sessions over trio and ``websockets``, around ``smproto.ClientConnection``.
 
     async with connect(url, api_key=..., transcription_config=..., audio_format=...) as session:
         async with trio.open_nursery() as nursery:
@@ -6,19 +6,20 @@
             async for event in session:             # ends after EndOfTranscript
                 ...
 
-The same API as ``smproto_asyncio``, trio-native: the pump runs in a nursery hidden
-inside ``connect()``; a failure comes out as itself (a
-:class:`smproto.session.SessionError`), never wrapped in an ExceptionGroup; cancelling
-the caller closes the connection promptly.
+The same API as ``smproto_asyncio``, trio-native. Its tasks run in a nursery hidden
+inside ``connect()``: websockets' task that reads the connection feeds the engine as each
+message is parsed, and a supervising task runs the engine's timers and reconnects. A
+failure comes out as itself (a :class:`smproto.session.SessionError`), never wrapped in
+an ExceptionGroup; cancelling the caller closes the connection promptly.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import ssl as ssl_module
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ from smproto.session import (
 )
 from smproto_asyncio._http import post
 from smproto_asyncio._logging import redacting_logger
+from smproto_asyncio._messages import MessageHook
 
 __all__ = ["Session", "connect", "transcribe"]
 
@@ -82,6 +84,14 @@ _WS_LOGGER = redacting_logger("smproto_trio.websockets")
 
 SDK = "smproto-trio/0.1.0"
 _PEER_FAULTS = frozenset({1002, 1007, 1009})
+#: Engine events a session does not queue for the application: a failure is raised
+#: instead, and a reconnect absorbs it.
+_NOT_DELIVERED = (ClosedEvent, ServerError)
+
+
+class _WebSocket(MessageHook, WebSocket):
+    """websockets' trio client connection, handing each message to the session as its
+    reading task parses it (see :mod:`smproto_asyncio._messages`)."""
 
 
 class Session:
@@ -89,6 +99,13 @@ class Session:
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
     ``EndOfTranscript`` and raises a :class:`smproto.session.SessionError` on failure.
+
+    How it runs: each message the server sends is fed to the engine by the task that
+    reads the connection (websockets' own), its events go to a bounded backlog, and
+    only a task waiting for them is woken: the application's iterator when there are
+    events, a sender waiting in :meth:`send_audio` once a quarter of the window is free
+    again. A supervising task sleeps until the engine's deadline or the end of the
+    connection, and reconnects after a retryable failure.
     """
 
     def __init__(
@@ -103,9 +120,9 @@ class Session:
         self._engine = engine
         self._policy = policy
         self._nursery = nursery
-        self._ws: WebSocket | None = None
+        self._ws: _WebSocket | None = None
         self._backlog = EventBacklog(event_queue_size)
-        self._changed = trio.Event()
+        self._changed = trio.Event()  # set (and replaced) when the state changes
         self._write_lock = trio.Lock()
         self._failure: SessionError | None = None
         self._failure_reported = False
@@ -113,6 +130,14 @@ class Session:
         self._ended = False
         self._pump_scope: trio.CancelScope | None = None
         self._pump_done = trio.Event()
+        self._readable: trio.Event | None = None  # the iterator, waiting
+        self._room: trio.Event | None = None  # a sender, waiting for room
+        self._over: trio.Event | None = None  # the supervisor, waiting
+        self._closed = False  # the current connection closed
+        self._state = engine.state
+        self._reading_paused = False
+        self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
+        self._flushing = False
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -150,8 +175,11 @@ class Session:
     async def send_audio(self, chunk: bytes) -> int:
         """Send a chunk of audio; waits while the in-flight window is full (or while
         reconnecting). Returns the frame's ``seq_no`` in the current connection."""
-        await self._wait_for_room()
-        seq_no = self._engine.send_audio(chunk, now=trio.current_time())
+        engine = self._engine
+        if engine.state is not State.STREAMING or engine.audio_window_full:
+            await self._wait_for_room()
+            engine = self._engine
+        seq_no = engine.send_audio(chunk, now=trio.current_time())
         await self._flush()
         return seq_no
 
@@ -166,14 +194,18 @@ class Session:
         """No more audio. Transcripts keep coming until ``EndOfTranscript``."""
         self._raise_failure()
         self._ended = True
-        if self._engine.state is State.STREAMING:
-            self._engine.end_of_stream(now=trio.current_time())
+        engine = self._engine
+        if engine.state is State.STREAMING:
+            engine.end_of_stream(now=trio.current_time())
+            self._after(engine)
             await self._flush()
 
     async def end_of_channel(self, channel: str) -> None:
         """No more audio on ``channel``."""
         await self._wait_streaming()
-        self._engine.end_of_channel(channel, now=trio.current_time())
+        engine = self._engine
+        engine.end_of_channel(channel, now=trio.current_time())
+        self._after(engine)
         await self._flush()
 
     async def set_recognition_config(self, *args: Any, **changes: Any) -> TranscriptionConfig:
@@ -200,7 +232,9 @@ class Session:
     async def close(self) -> None:
         """Abort the session now (transcripts not yet received are lost)."""
         self._done = True
-        self._engine.close()
+        engine = self._engine
+        engine.close()
+        self._after(engine)
         await self._flush()
         self._stop_pump()
 
@@ -210,17 +244,21 @@ class Session:
         return self
 
     async def __anext__(self) -> Event:
+        backlog = self._backlog
         while True:
-            overfull = self._backlog.overfull
-            event = self._backlog.pop()
+            event = backlog.pop()
             if event is not None:
-                if overfull:
-                    self._notify()  # the pump may read again
+                if self._reading_paused and len(backlog) < backlog.limit:
+                    self._resume_reading()
                 return event
-            if self._backlog.ended:
+            if backlog.ended:
                 self._raise_failure()
                 raise StopAsyncIteration
-            await self._changed.wait()
+            waiter = self._readable = trio.Event()
+            try:
+                await waiter.wait()
+            finally:
+                self._readable = None
 
     # ------------------------------------------------------------------ internals
 
@@ -240,7 +278,11 @@ class Session:
                     f"send_audio() is not allowed after the end of the stream "
                     f"(state {engine.state.name})"
                 )
-            await self._changed.wait()
+            waiter = self._room = trio.Event()
+            try:
+                await waiter.wait()
+            finally:
+                self._room = None
 
     async def _wait_streaming(self) -> None:
         while True:
@@ -254,16 +296,20 @@ class Session:
                 return
             await self._changed.wait()
 
-    def _notify(self) -> None:
+    def _wake_all(self) -> None:
+        """Wake every waiting task (the state changed, or the session is over)."""
         self._changed.set()
         self._changed = trio.Event()
+        for waiter in (self._readable, self._room, self._over):
+            if waiter is not None:
+                waiter.set()
 
     async def _flush(self) -> None:
         """Write the engine's actions, in order (one writer at a time).
 
-        Most calls (a received ack, a transcript) have nothing to write and skip the
-        lock. The actions are taken only once the lock is held, so a task cancelled
-        while it waits for the lock leaves them to the next writer.
+        Most calls have nothing to write and skip the lock. The actions are taken only
+        once the lock is held, so a task cancelled while it waits for the lock leaves
+        them to the next writer.
         """
         if not self._engine.has_actions:
             return
@@ -281,81 +327,166 @@ class Session:
                         with trio.move_on_after(self._opener.close_timeout):
                             await ws.aclose(action.code, action.reason)
                 except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass  # the pump reads how the connection ended
+                    pass  # the supervisor reads how the connection ended
 
-    def _deliver(self, engine: ClientConnection) -> bool:
-        """Queue the engine's events (never waiting). True once the session is complete."""
-        complete = False
-        for event in engine.events():
-            if isinstance(event, ClosedEvent | ServerError):
+    async def _flush_task(self) -> None:
+        try:
+            await self._flush()
+        finally:
+            self._flushing = False
+
+    # ---------------------------------------------- the engine, from the reading task
+
+    def _on_message(self, message: str | bytes | None) -> None:
+        """A message from the server (called by websockets' task reading the connection)."""
+        if self._reading_paused:
+            # Read with others before the pause took effect: it waits its turn, so that
+            # the backlog stays bounded (by one read's worth of messages held here).
+            self._held.append(message)
+            return
+        self._feed(message)
+
+    def _feed(self, message: str | bytes | None) -> None:
+        engine = self._engine
+        now = trio.current_time()
+        if message is None:  # what websockets would have failed the connection for
+            engine.connection_closed(1007, "the server sent text that is not UTF-8", now=now)
+        else:
+            try:  # noqa: SIM105 - suppress() would cost a context manager per message
+                engine.receive_message(message, now=now)
+            except RemoteProtocolError:
+                pass  # it has failed the engine and queued its close
+        self._after(engine)
+
+    def _after(self, engine: ClientConnection) -> None:
+        """After the engine took an input: deliver its events, have what it queued
+        written, and wake who can now go on."""
+        self._deliver(engine)
+        if engine.has_actions and not self._flushing:
+            self._flushing = True
+            self._nursery.start_soon(self._flush_task)
+        state = engine.state
+        if state is not self._state:
+            self._state = state
+            self._wake_all()  # the supervisor, too: a new state may have a new deadline
+            return
+        room = self._room
+        # A sender waits until a quarter of the window is free: fewer wake-ups than one
+        # per ack when audio streams faster than real time.
+        if (
+            room is not None
+            and not engine.audio_window_full
+            and engine.audio_in_flight.seconds <= 0.75 * engine.max_audio_in_flight_seconds
+        ):
+            room.set()
+
+    def _deliver(self, engine: ClientConnection) -> None:
+        """Queue the engine's events for the iterator (never waiting)."""
+        events = engine.events()
+        if not events:
+            return
+        backlog = self._backlog
+        for event in events:
+            if isinstance(event, _NOT_DELIVERED):
                 continue  # reported by the raised error, or absorbed by a reconnect
-            if isinstance(event, EndOfTranscript):
-                complete = True
-            self._backlog.push(event)
-        return complete
+            backlog.push(event)
+            if type(event) is EndOfTranscript:
+                backlog.end()  # the session is complete
+        if self._readable is not None:
+            self._readable.set()
+        if backlog.overfull and not self._reading_paused:
+            # A flood the application does not read: stop reading the server until it
+            # catches up (the supervisor still runs the timers), so memory stays bounded.
+            self._reading_paused = True
+            if self._ws is not None:
+                self._ws.pause_reading()
+
+    def _resume_reading(self) -> None:
+        """The application caught up: feed the held messages, then read on."""
+        self._reading_paused = False
+        held = self._held
+        while held and not self._reading_paused:
+            self._feed(held.popleft())
+        ws = self._ws
+        if not self._reading_paused and ws is not None and ws.recv_flow_control is not None:
+            ws.resume_reading()
 
     def _stop_pump(self) -> None:
         if self._pump_scope is not None:
             self._pump_scope.cancel()
 
-    # ------------------------------------------------------------------ the pump
+    # ------------------------------------------------------------------ the supervisor
 
     async def _start(self) -> None:
         """Open the first connection and wait for RecognitionStarted (errors raise here)."""
         self._ws = await self._opener.open(self._nursery)
-        failure = await self._run_until(lambda e: e.state is not State.AWAITING_RECOGNITION_STARTED)
+        failure = await self._run_until(State.STREAMING)
         if failure is not None:
             raise failure
         self._nursery.start_soon(self._pump_forever, name="smproto-trio-pump")
 
-    async def _run_until(self, done: Callable[[ClientConnection], bool]) -> SessionError | None:
-        """Run the current connection until ``done(engine)``; return its failure, if any."""
+    async def _watch_closed(self, ws: _WebSocket) -> None:
+        await ws.wait_closed()
+        if ws is self._ws:
+            self._closed = True
+            if self._over is not None:
+                self._over.set()
+
+    async def _run_until(self, goal: State) -> SessionError | None:
+        """Run the current connection until the engine reaches ``goal`` (or ends);
+        return its failure, if any. Sleeps until the engine's deadline, or the end of
+        the connection, or a change of state (the reading task wakes it)."""
         engine = self._engine
         ws = self._ws
         assert ws is not None
         if engine.state is State.CONNECTING:
             engine.connection_opened(now=trio.current_time())
-            await self._flush()
-        while not done(engine):
-            deadline = engine.get_timer()
-            try:
-                with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                    message = await ws.recv()
-                if scope.cancelled_caught:
-                    engine.handle_timer(now=trio.current_time())
-                else:
-                    # A RemoteProtocolError has failed the engine and queued its close.
-                    with suppress(RemoteProtocolError):
-                        engine.receive_message(message, now=trio.current_time())
-            except ConnectionClosed as exc:
-                close = exc.rcvd
-                if close is None and exc.sent is not None and exc.sent.code in _PEER_FAULTS:
-                    close = exc.sent  # websockets failed the connection for what it received
-                engine.connection_closed(
-                    close.code if close else None,
-                    close.reason if close else "",
-                    now=trio.current_time(),
-                )
-            deadline = engine.get_timer()
-            if deadline is not None and trio.current_time() >= deadline:
-                engine.handle_timer(now=trio.current_time())
-            await self._flush()
-            complete = self._deliver(engine)
-            self._notify()
-            while self._backlog.overfull and not self._done and engine.state is not State.FAILED:
+            self._closed = False
+            self._nursery.start_soon(self._watch_closed, ws)
+        self._state = engine.state
+        ws.attach(self._on_message)  # first what arrived already
+        self._after(engine)
+        await self._flush()
+        over = False
+        try:
+            while engine.state is not goal and engine.state not in (State.CLOSED, State.FAILED):
+                if self._closed:
+                    close = ws.protocol.close_rcvd
+                    sent = ws.protocol.close_sent
+                    if close is None and sent is not None and sent.code in _PEER_FAULTS:
+                        close = sent  # websockets failed the connection for what it received
+                    engine.connection_closed(
+                        close.code if close else None,
+                        close.reason if close else "",
+                        now=trio.current_time(),
+                    )
+                    self._after(engine)
+                    break
                 deadline = engine.get_timer()
-                with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                    await self._changed.wait()
-                if scope.cancelled_caught:
+                if deadline is not None and trio.current_time() >= deadline:
                     engine.handle_timer(now=trio.current_time())
+                    self._after(engine)
                     await self._flush()
-                    self._deliver(engine)
-            if engine.state is State.FAILED:
-                await self._close_ws()
-                assert engine.failure is not None
-                return error_for_failure(engine.failure)
-            if complete or engine.state is State.CLOSED:
-                return None
+                    continue
+                # No deadline: an ack deadline can only start later than the ack timeout
+                # from now, so sleeping that long never misses one.
+                wake_at = (
+                    deadline if deadline is not None else trio.current_time() + engine.ack_timeout
+                )
+                waiter = self._over = trio.Event()
+                try:
+                    with trio.move_on_at(wake_at):
+                        await waiter.wait()
+                finally:
+                    self._over = None
+            over = engine.state is not goal or goal is State.CLOSED
+        finally:
+            if over:
+                ws.detach()
+        if engine.state is State.FAILED:
+            await self._close_ws()
+            assert engine.failure is not None
+            return error_for_failure(engine.failure)
         return None
 
     async def _close_ws(self) -> None:
@@ -372,16 +503,16 @@ class Session:
             try:
                 await self._pump()
             except Exception as exc:  # a bug: never leave the application hanging
-                logger.exception("the session pump failed")
+                logger.exception("the session supervisor failed")
                 self._failure = SessionError(f"internal error in the trio driver: {exc}")
         await self._close_ws()
         self._backlog.end()
-        self._notify()
+        self._wake_all()
         self._pump_done.set()
 
     async def _pump(self) -> None:
         attempts = ReconnectAttempts()
-        failure = await self._run_until(lambda e: e.state is State.CLOSED)
+        failure = await self._run_until(State.CLOSED)
         while failure is not None:
             old = self._engine
             attempt = attempts.after_failure(old)
@@ -400,6 +531,9 @@ class Session:
                 self._failure = failure
                 return
             self._engine = engine
+            self._state = engine.state
+            self._reading_paused = False
+            self._held.clear()  # the old connection's
             try:
                 ws = await self._opener.open(self._nursery)
             except SessionError as exc:
@@ -411,8 +545,8 @@ class Session:
             self._ws = ws
             self.reconnects += 1
             self._backlog.push(Reconnected(self.reconnects, str(failure), {}))
-            self._notify()
-            failure = await self._run_until(lambda e: e.state is State.CLOSED)
+            self._wake_all()
+            failure = await self._run_until(State.CLOSED)
 
     async def _finish(self, aborted: bool) -> None:
         """Leave the ``connect()`` block: abort if the session is not over, stop the pump."""
@@ -480,12 +614,13 @@ class _Opener:
                 raise AuthenticationError(str(exc), status=exc.status) from None
             raise ConnectionFailed(str(exc), retryable=exc.retryable) from None
 
-    async def open(self, nursery: trio.Nursery) -> WebSocket:
+    async def open(self, nursery: trio.Nursery) -> _WebSocket:
         key = await self._key()
         headers = handshake_headers(key, self._extra)
         try:
-            return await ws_connect(
+            ws = await ws_connect(
                 self.url,
+                create_connection=_WebSocket,
                 additional_headers=headers,
                 ssl=self._ssl if self.url.startswith("wss:") else None,
                 open_timeout=self.open_timeout,
@@ -497,6 +632,8 @@ class _Opener:
                 user_agent_header=SDK,
                 logger=_WS_LOGGER,
             ).connect(nursery)
+            assert isinstance(ws, _WebSocket)
+            return ws
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = redact(exc.response.body.decode("utf-8", "replace")[:200], [key, self._api_key])
