@@ -493,11 +493,7 @@ class Session:
         if state is not self._state:
             self._state = state
             self._arm_timer(engine)  # a new state may have an earlier deadline
-            if state is State.CLOSED or state is State.FAILED:
-                over = self._over
-                if over is not None and not over.done():
-                    over.set_result(None)
-            self._wake_all()
+            self._wake_all()  # the supervisor, too
         else:
             room = self._room
             # A sender waits until a quarter of the window is free: fewer wake-ups than

@@ -129,7 +129,6 @@ class Session:
         self._done = False
         self._ended = False
         self._pump_scope: trio.CancelScope | None = None
-        self._pump_done = trio.Event()
         self._readable: trio.Event | None = None  # the iterator, waiting
         self._room: trio.Event | None = None  # a sender, waiting for room
         self._over: trio.Event | None = None  # the supervisor, waiting
@@ -508,7 +507,6 @@ class Session:
         await self._close_ws()
         self._backlog.end()
         self._wake_all()
-        self._pump_done.set()
 
     async def _pump(self) -> None:
         attempts = ReconnectAttempts()
