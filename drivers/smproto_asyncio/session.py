@@ -126,6 +126,28 @@ class _WebSocket(MessageHook, WebSocket):
         self.writing_paused = False
         self._wake_writers()
 
+    def send_data(self) -> None:
+        """Write what the protocol has to send in one call (websockets writes each frame
+        on its own: its ``data_received`` would otherwise turn a burst of audio the
+        session queued into a system call per frame)."""
+        data = self.protocol.data_to_send()
+        if not data:
+            return
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if all(data):
+            transport.writelines(data)
+            return
+        for chunk in data:  # b"" is the end of the stream, after the closing handshake
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                with contextlib.suppress(Exception):  # as websockets: plausibly OSError
+                    transport.write_eof()
+            else:
+                transport.close()
+
     def _wake_writers(self) -> None:
         waiter = self._writable
         if waiter is not None and not waiter.done():
@@ -401,22 +423,8 @@ class Session:
         """Write what the WebSocket protocol has to send, in one go."""
         self._write_scheduled = False
         ws = self._ws
-        if ws is None:
-            return
-        data = ws.protocol.data_to_send()
-        transport = ws.transport
-        if not data or transport.is_closing():
-            return
-        if all(data):
-            transport.writelines(data)
-            return
-        for chunk in data:  # b"" is the end of the stream, after the closing handshake
-            if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():
-                transport.write_eof()
-            else:
-                transport.close()
+        if ws is not None:
+            ws.send_data()
 
     async def _flush(self) -> None:
         """Write the engine's queued messages, and wait while a close is written or the
