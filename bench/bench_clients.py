@@ -28,7 +28,8 @@ the machine is quiet).
      of a file-like object (its path for files: each chunk is read in a worker thread).
      It has no flow control: it writes as fast as TCP takes the audio;
    - bare ``websockets`` (the floor under any client on it): send the frames, parse
-     every message, no protocol engine.
+     every message, no protocol engine; and the same on ``websockets``' trio
+     implementation (the floor under ``smproto_trio``).
 
    Every client does the same with what it receives: it counts the acknowledgements,
    keeps the latest partial's text, and keeps each final's text and counts its words
@@ -82,6 +83,7 @@ with warnings.catch_warnings():  # the legacy speechmatics-python, if installed,
     warnings.simplefilter("ignore", DeprecationWarning)
     import speechmatics.rt as rt
 from websockets.asyncio.client import connect as ws_connect
+from websockets.trio.client import connect as ws_trio_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "drivers")]
@@ -119,6 +121,7 @@ CLIENTS = {
     "official": "speechmatics-rt send_audio()",
     "official-transcribe": "speechmatics-rt transcribe()",
     "websockets": "bare websockets (floor)",
+    "websockets-trio": "bare websockets on trio (floor)",
 }
 #: The audio: pure tone-coded words in digital silence, and the same words over a noise
 #: floor of 0.5 % of full scale (about -46 dBFS), which deflates like real audio (hardly).
@@ -265,6 +268,40 @@ async def websockets_session(url: str, frames: Sequence[bytes]) -> Tally:
     return tally
 
 
+async def websockets_trio_session(url: str, frames: Sequence[bytes]) -> Tally:
+    """:func:`websockets_session` on ``websockets``' trio implementation."""
+    tally = Tally()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with ws_trio_connect(
+        url, additional_headers=headers, max_size=None, compression=None
+    ) as ws:
+        await ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
+        while json.loads(await ws.recv())["message"] != "RecognitionStarted":
+            pass
+
+        async def read() -> None:
+            async for raw in ws:
+                message = json.loads(raw)
+                tally.message(message)
+                if message["message"] == "EndOfTranscript":
+                    return
+                if message["message"] == "Error":
+                    raise RuntimeError(message)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            for frame in frames:
+                await ws.send(frame)
+            await ws.send(json.dumps({"message": "EndOfStream", "last_seq_no": len(frames)}))
+    return tally
+
+
+TRIO_SESSIONS: dict[str, Callable[[str, Sequence[bytes]], Awaitable[Tally]]] = {
+    "trio": trio_session,
+    "websockets-trio": websockets_trio_session,
+}
+
+
 ASYNCIO_SESSIONS: dict[str, Callable[[str, Sequence[bytes]], Awaitable[Tally]]] = {
     "asyncio": asyncio_session,
     "official": official_session,
@@ -284,10 +321,10 @@ def run_session(client: str, url: str, frames: Sequence[bytes]) -> tuple[Tally, 
 
     async def measured_trio() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
-        tally = await trio_session(url, frames)
+        tally = await TRIO_SESSIONS[client](url, frames)
         result.append((tally, time.process_time() - cpu, time.perf_counter() - wall))
 
-    if client == "trio":
+    if client in TRIO_SESSIONS:
         trio.run(measured_trio)
     else:
         asyncio.run(measured_asyncio())

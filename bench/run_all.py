@@ -67,6 +67,7 @@ CLIENTS = {
     "official": "speechmatics-rt send_audio()",
     "official-transcribe": "speechmatics-rt transcribe()",
     "websockets": "bare websockets",
+    "websockets-trio": "bare websockets on trio",
 }
 
 
@@ -215,26 +216,25 @@ def _clients(o: Outcome) -> list[Row]:
     for audio, chunk in configs:
         cost = {c: o.value(f"cpu/{audio}/{chunk}/{c}") for c in CLIENTS}
         official = cost["official"]
-        others = [
-            f"{CLIENTS[c]} {num(v)} ms"
-            for c in ("official-transcribe", "websockets")
-            if (v := cost[c]) is not None
-        ]
-        first = True
+        # Beside each driver: the floor under it (bare websockets on its event loop), and
+        # beside the first, the official client's other path.
+        beside = {"asyncio": ("official-transcribe", "websockets"), "trio": ("websockets-trio",)}
         for ours in ("asyncio", "trio"):
             mine = cost[ours]
             if mine is None:
                 continue
+            others = [
+                f"{CLIENTS[c]} {num(v)} ms" for c in beside[ours] if (v := cost[c]) is not None
+            ]
             rows.append(
                 [
                     f"client CPU per audio-s, {audio} audio, {chunk} s chunks: {CLIENTS[ours]}",
                     f"{num(mine)} ms",
                     f"{CLIENTS['official']} {num(official)} ms" if official is not None else "",
                     ratio(mine, official),
-                    "; ".join(others) if first else "",
+                    "; ".join(others),
                 ]
             )
-            first = False
     if (others_load := o.value("cpu/others")) is not None:
         rows.append(
             [
