@@ -8,7 +8,8 @@
 
 The same API as ``smproto_asyncio``, trio-native. Its tasks run in a nursery hidden
 inside ``connect()``: websockets' task that reads the connection feeds the engine as each
-message is parsed, and a supervising task runs the engine's timers and reconnects. A
+message is parsed, a writer task writes what the session queues (in batches), and a
+supervising task runs the engine's timers and reconnects. A
 failure comes out as itself (a :class:`smproto.session.SessionError`), never wrapped in
 an ExceptionGroup; cancelling the caller closes the connection promptly.
 """
@@ -19,13 +20,16 @@ import logging
 import os
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import trio
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
+from websockets.protocol import OPEN
 from websockets.trio.client import ClientConnection as WebSocket
 from websockets.trio.client import connect as ws_connect
 
@@ -42,6 +46,7 @@ from smproto import (
     TranscriptAssembler,
     TranscriptionConfig,
 )
+from smproto.actions import Action
 from smproto.audio import pcm_chunks, wav_to_pcm
 from smproto.auth import (
     DEFAULT_MANAGEMENT_URL,
@@ -84,6 +89,9 @@ _WS_LOGGER = redacting_logger("smproto_trio.websockets")
 
 SDK = "smproto-trio/0.1.0"
 _PEER_FAULTS = frozenset({1002, 1007, 1009})
+#: The most a write takes from the queue (and the most a sender queues before it writes
+#: itself): bounded, so the reading task runs between writes.
+_BATCH_BYTES = 64 * 1024
 #: Engine events a session does not queue for the application: a failure is raised
 #: instead, and a reconnect absorbs it.
 _NOT_DELIVERED = (ClosedEvent, ServerError)
@@ -91,7 +99,75 @@ _NOT_DELIVERED = (ClosedEvent, ServerError)
 
 class _WebSocket(MessageHook, WebSocket):
     """websockets' trio client connection, handing each message to the session as its
-    reading task parses it (see :mod:`smproto_asyncio._messages`)."""
+    reading task parses it (see :mod:`smproto_asyncio._messages`), and writing so that
+    the reading task never waits on TCP for another task's data.
+
+    websockets' reading task writes whatever the protocol holds (a pong, the reply to
+    a close) before it processes what it read. Here a write is *combining*: the task
+    that holds the send lock writes everything queued, including what others queue
+    while it writes, before it lets go; another task finds the lock taken and returns
+    at once. So a server that stops reading blocks only the session's writer, never
+    the reading task: acks, errors and the server's close keep being processed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Called when the server's close frame arrives (the closing handshake began).
+        self.on_close_frame: Callable[[], None] | None = None
+
+    def process_event(self, event: Any) -> None:
+        super().process_event(event)
+        if type(event) is Frame and event.opcode is Opcode.CLOSE:
+            callback = self.on_close_frame
+            if callback is not None:
+                callback()
+
+    async def send_data(self) -> None:
+        lock = self.send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            return  # the holder writes this too, before it lets go of the lock
+        try:
+            await self._write_out(None)
+        finally:
+            lock.release()
+
+    async def write(self, fill: Callable[[ClientProtocol], None]) -> None:
+        """Write what ``fill`` moves into the protocol (called while the connection is
+        open, until it moves nothing), with whatever else is queued, holding the send
+        lock throughout: one ``send_all()`` for each batch ``fill`` makes."""
+        await self.send_lock.acquire()
+        try:
+            await self._write_out(fill)
+        finally:
+            self.send_lock.release()
+
+    async def _write_out(self, fill: Callable[[ClientProtocol], None] | None) -> None:
+        protocol = self.protocol
+        stream = self.stream
+        while True:
+            if fill is not None and protocol.state is OPEN:
+                fill(protocol)
+            data = protocol.data_to_send()
+            if not data:
+                return
+            run: list[bytes] = []
+            for chunk in data:
+                if chunk:
+                    run.append(chunk)
+                    continue
+                if run:
+                    await stream.send_all(b"".join(run))
+                    run = []
+                # b"": the end of the stream, after the closing handshake (as websockets)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    with suppress(Exception):
+                        await stream.send_eof()
+                else:
+                    await stream.aclose()
+            if run:
+                await stream.send_all(run[0] if len(run) == 1 else b"".join(run))
 
 
 class Session:
@@ -104,8 +180,10 @@ class Session:
     reads the connection (websockets' own), its events go to a bounded backlog, and
     only a task waiting for them is woken: the application's iterator when there are
     events, a sender waiting in :meth:`send_audio` once a quarter of the window is free
-    again. A supervising task sleeps until the engine's deadline or the end of the
-    connection, and reconnects after a retryable failure.
+    again. What the engine queues for the server goes to the session's queue, which
+    one writer task writes (see ``docs/trio.md``, "How it writes"). A supervising task
+    sleeps until the engine's deadline or the end of the connection, and reconnects
+    after a retryable failure; it never waits for the writer.
     """
 
     def __init__(
@@ -123,12 +201,21 @@ class Session:
         self._ws: _WebSocket | None = None
         self._backlog = EventBacklog(event_queue_size)
         self._changed = trio.Event()  # set (and replaced) when the state changes
-        self._write_lock = trio.Lock()
         self._failure: SessionError | None = None
         self._failure_reported = False
         self._done = False
         self._ended = False
         self._pump_scope: trio.CancelScope | None = None
+        # The writer: the one task that writes (see _write). Its scope exists before it
+        # starts, so stopping can never miss it.
+        self._writer_scope = trio.CancelScope()
+        self._wanted: trio.Event | None = None  # the writer, waiting for something to do
+        self._queue: deque[Action] = deque()  # the engine's actions, not written yet
+        self._queued_bytes = 0  # of the audio in the queue
+        self._queued_count = 0  # actions ever queued
+        self._moved = 0  # actions the current write took from the queue
+        self._done_count = 0  # actions ever written (or dropped with their connection)
+        self._progress = trio.Event()  # set (and replaced) when the writer gets on
         self._readable: trio.Event | None = None  # the iterator, waiting
         self._room: trio.Event | None = None  # a sender, waiting for room
         self._over: trio.Event | None = None  # the supervisor, waiting
@@ -136,7 +223,6 @@ class Session:
         self._state = engine.state
         self._reading_paused = False
         self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
-        self._flushing = False
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -173,13 +259,22 @@ class Session:
 
     async def send_audio(self, chunk: bytes) -> int:
         """Send a chunk of audio; waits while the in-flight window is full (or while
-        reconnecting). Returns the frame's ``seq_no`` in the current connection."""
+        reconnecting). Returns the frame's ``seq_no`` in the current connection.
+
+        A cancellation point. With room in the window it returns without a schedule
+        point: the frame is queued, and the session's writer task writes the frames
+        queued meanwhile together (up to 64 KiB a write) once this task lets it run. A
+        sender 64 KiB ahead of the writer waits for it (so, for TCP). Only the writer
+        writes: cancelling a sender never leaves half a frame on the connection."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         engine = self._engine
         if engine.state is not State.STREAMING or engine.audio_window_full:
             await self._wait_for_room()
             engine = self._engine
         seq_no = engine.send_audio(chunk, now=trio.current_time())
-        await self._flush()
+        self._write()
+        while self._queued_bytes >= _BATCH_BYTES and not self._writer_scope.cancel_called:
+            await self._progress.wait()
         return seq_no
 
     async def send_channel_audio(self, channel: str, chunk: bytes) -> int:
@@ -303,36 +398,133 @@ class Session:
             if waiter is not None:
                 waiter.set()
 
-    async def _flush(self) -> None:
-        """Write the engine's actions, in order (one writer at a time).
+    def _write(self) -> None:
+        """Queue the engine's actions for the writer task (no IO) and wake it.
 
-        Most calls have nothing to write and skip the lock. The actions are taken only
-        once the lock is held, so a task cancelled while it waits for the lock leaves
-        them to the next writer.
+        Audio is not handed to the WebSocket protocol until it is written: websockets'
+        reading task writes whatever the protocol holds before it processes what it
+        read, so frames queued there would make it write (and wait on TCP) in place of
+        reading the server's close or acks.
         """
-        if not self._engine.has_actions:
+        engine = self._engine
+        if not engine.has_actions:
             return
-        async with self._write_lock:
-            ws = self._ws
-            for action in self._engine.actions():
-                if ws is None:
-                    continue
-                try:
-                    if isinstance(action, SendBinary):
-                        await ws.send(action.data)
-                    elif isinstance(action, SendText):
-                        await ws.send(action.text)
-                    elif isinstance(action, CloseTransport):
-                        with trio.move_on_after(self._opener.close_timeout):
-                            await ws.aclose(action.code, action.reason)
-                except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass  # the supervisor reads how the connection ended
+        queue = self._queue
+        actions = engine.actions()
+        for action in actions:
+            if type(action) is SendBinary:
+                self._queued_bytes += len(action.data)
+            queue.append(action)
+        self._queued_count += len(actions)
+        wanted = self._wanted
+        if wanted is not None:
+            wanted.set()
 
-    async def _flush_task(self) -> None:
-        try:
-            await self._flush()
-        finally:
-            self._flushing = False
+    async def _flush(self) -> None:
+        """Queue the engine's actions and wait until the writer has written them (or
+        dropped them with their connection, or stopped)."""
+        self._write()
+        target = self._queued_count
+        while self._done_count < target and not self._writer_scope.cancel_called:
+            await self._progress.wait()
+
+    def _got_on(self, actions: int) -> None:
+        """The writer wrote (or dropped) ``actions`` more: wake who waits for it."""
+        self._done_count += actions
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def _drain(self) -> None:
+        """Write everything queued, in order (the writer task only): messages in batches
+        of up to 64 KiB, one ``send_all()`` each, with a schedule point between them so
+        that the reading task keeps up with the server; a close with its closing
+        handshake (at most ``close_timeout``)."""
+        queue = self._queue
+        while queue:
+            ws = self._ws
+            action = queue[0]
+            if isinstance(action, CloseTransport):
+                queue.popleft()
+                if ws is not None:
+                    with trio.move_on_after(self._opener.close_timeout):
+                        with suppress(
+                            ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError
+                        ):
+                            await ws.aclose(action.code, action.reason)
+                self._got_on(1)
+                continue
+            if ws is None or ws.protocol.state is not OPEN:
+                # The connection is over (the supervisor reports it); the engine keeps
+                # the audio for a reconnect.
+                self._got_on(self._drop_queued_messages())
+                continue
+            self._moved = 0
+            try:
+                await ws.write(self._fill)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                ws.set_connection_exc(exc)  # as websockets' send() does
+                with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    await ws.close_stream()
+                self._got_on(self._moved)
+                self._got_on(self._drop_queued_messages())
+            else:
+                self._got_on(self._moved)
+
+    def _fill(self, protocol: ClientProtocol) -> None:
+        """Move a batch of queued messages (up to 64 KiB) into ``protocol``, stopping
+        at a close (written on its own)."""
+        queue = self._queue
+        size = 0
+        while queue and size < _BATCH_BYTES:
+            action = queue[0]
+            if type(action) is SendBinary:
+                data = action.data
+                size += len(data)
+                self._queued_bytes -= len(data)
+                protocol.send_binary(data)
+            elif type(action) is SendText:
+                size += len(action.text)
+                protocol.send_text(action.text.encode())
+            else:
+                return
+            queue.popleft()
+            self._moved += 1
+
+    def _drop_queued_messages(self, *, everything: bool = False) -> int:
+        """Drop the messages queued before the next close (their connection is over),
+        or ``everything`` queued; returns how many."""
+        queue = self._queue
+        dropped = 0
+        while queue and (everything or not isinstance(queue[0], CloseTransport)):
+            action = queue.popleft()
+            dropped += 1
+            if type(action) is SendBinary:
+                self._queued_bytes -= len(action.data)
+        return dropped
+
+    async def _write_forever(self) -> None:
+        """The writer task: writes what :meth:`send_audio` and the reading task queue."""
+        with self._writer_scope:
+            try:
+                while True:
+                    # It writes only what the others queued with _write(), each when the
+                    # engine's connection was current: never a new engine's messages to
+                    # the connection that is being replaced.
+                    await self._drain()
+                    if self._queue:
+                        continue  # queued while this task was writing
+                    waiter = self._wanted = trio.Event()
+                    try:
+                        await waiter.wait()
+                    finally:
+                        self._wanted = None
+            except Exception as exc:  # a bug: never leave the application hanging
+                logger.exception("the session writer failed")
+                if self._failure is None:
+                    self._failure = SessionError(f"internal error in the trio driver: {exc}")
+                self._backlog.end()
+                self._wake_all()
+                self._stop_pump()
 
     # ---------------------------------------------- the engine, from the reading task
 
@@ -361,9 +553,8 @@ class Session:
         """After the engine took an input: deliver its events, have what it queued
         written, and wake who can now go on."""
         self._deliver(engine)
-        if engine.has_actions and not self._flushing:
-            self._flushing = True
-            self._nursery.start_soon(self._flush_task)
+        if engine.has_actions:
+            self._write()  # the writer task writes it
         state = engine.state
         if state is not self._state:
             self._state = state
@@ -413,12 +604,15 @@ class Session:
     def _stop_pump(self) -> None:
         if self._pump_scope is not None:
             self._pump_scope.cancel()
+        self._writer_scope.cancel()
+        self._progress.set()  # nobody waits for a writer that is gone
 
     # ------------------------------------------------------------------ the supervisor
 
     async def _start(self) -> None:
         """Open the first connection and wait for RecognitionStarted (errors raise here)."""
         self._ws = await self._opener.open(self._nursery)
+        self._nursery.start_soon(self._write_forever, name="smproto-trio-writer")
         failure = await self._run_until(State.STREAMING)
         if failure is not None:
             raise failure
@@ -430,6 +624,15 @@ class Session:
             self._closed = True
             if self._over is not None:
                 self._over.set()
+
+    async def _enforce_close(self, ws: _WebSocket) -> None:
+        """The server began the closing handshake: the connection ends within
+        ``close_timeout`` (websockets' trio client enforces that only when it writes,
+        and a writer may be waiting on a server that no longer reads)."""
+        with trio.move_on_after(self._opener.close_timeout):
+            await ws.wait_closed()
+            return
+        await trio.aclose_forcefully(ws.stream)
 
     async def _run_until(self, goal: State) -> SessionError | None:
         """Run the current connection until the engine reaches ``goal`` (or ends);
@@ -444,8 +647,8 @@ class Session:
             self._nursery.start_soon(self._watch_closed, ws)
         self._state = engine.state
         ws.attach(self._on_message)  # first what arrived already
-        self._after(engine)
-        await self._flush()
+        ws.on_close_frame = lambda: self._nursery.start_soon(self._enforce_close, ws)
+        self._after(engine)  # queues StartRecognition for the writer
         over = False
         try:
             while engine.state is not goal and engine.state not in (State.CLOSED, State.FAILED):
@@ -463,9 +666,11 @@ class Session:
                     break
                 deadline = engine.get_timer()
                 if deadline is not None and trio.current_time() >= deadline:
+                    # The supervisor never waits for the writer, which may be waiting on
+                    # a server that does not read: a close queued here is written by the
+                    # writer, or by _close_ws() when the connection is given up.
                     engine.handle_timer(now=trio.current_time())
                     self._after(engine)
-                    await self._flush()
                     continue
                 # No deadline: an ack deadline can only start later than the ack timeout
                 # from now, so sleeping that long never misses one.
@@ -532,6 +737,7 @@ class Session:
             self._state = engine.state
             self._reading_paused = False
             self._held.clear()  # the old connection's
+            self._got_on(self._drop_queued_messages(everything=True))  # the old engine's
             try:
                 ws = await self._opener.open(self._nursery)
             except SessionError as exc:

@@ -4,6 +4,7 @@ WebSockets on 127.0.0.1 against smproto_server."""
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -248,6 +249,45 @@ async def test_events_keep_flowing_for_a_slow_reader(
         events = [e async for e in session]
     assert session.dropped_events > 0
     assert any(isinstance(e, AddTranscript) and e.text == "hello" for e in events)
+
+
+async def test_a_burst_of_audio_takes_few_writes(
+    driver: ModuleType, servers: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audio sent faster than real time goes out in batches, not a system call per
+    frame: 350 frames of 20 ms (the whole window) in a few ``send`` calls."""
+    server = servers.serve(recognizer=ScriptedRecognizer())
+    sends = 0
+
+    def count(sock: Any) -> None:
+        nonlocal sends
+        if sock.getpeername()[1] == server.port:  # the client's side (the server's runs here too)
+            sends += 1
+
+    if driver.__name__ == "smproto_trio":
+        from trio._socket import _SocketType  # trio's socket calls the stdlib's send directly
+
+        real_trio_send = _SocketType.send
+
+        async def counting_trio_send(sock: Any, data: Any, *args: Any) -> int:
+            count(sock)
+            sent: int = await real_trio_send(sock, data, *args)
+            return sent
+
+        monkeypatch.setattr(_SocketType, "send", counting_trio_send)
+    else:
+        real_send = socket.socket.send
+
+        def counting_send(sock: socket.socket, data: Any, *args: Any) -> int:
+            count(sock)
+            return real_send(sock, data, *args)
+
+        monkeypatch.setattr(socket.socket, "send", counting_send)
+    audio = synthesize(["hello", "world"] * 5, gap_seconds=0.4)  # 7 s
+    outcome = await run_session(driver, server.url, audio, chunk_seconds=0.02)
+    assert outcome.sent == 350
+    assert outcome.text().split()[:2] == ["hello", "world"]
+    assert sends <= outcome.sent // 4, f"{sends} sends for {outcome.sent} frames"
 
 
 # --------------------------------------------------------------------------- failures

@@ -106,6 +106,9 @@ class Behaviour(enum.StrEnum):
     GARBAGE_TEXT = "garbage_text"
     #: Closes the WebSocket with ``close_code``.
     CLOSE = "close"
+    #: Stops reading (the client's writes fill TCP's buffers), then closes with
+    #: ``close_code``: the client cannot even send the reply to the close.
+    STOP_READING_THEN_CLOSE = "stop_reading_then_close"
     #: Aborts the TCP connection: no close frame, no FIN handshake.
     ABORT = "abort"
     #: Accepts the TCP connection and never answers the HTTP upgrade.
@@ -230,6 +233,11 @@ class HostileServer:
             elif behaviour is Behaviour.GARBAGE_TEXT:
                 await ws.send("\x00not json at all {{{")
             elif behaviour is Behaviour.CLOSE:
+                await ws.close(self.close_code, "hostile close")
+                return
+            elif behaviour is Behaviour.STOP_READING_THEN_CLOSE:
+                ws.transport.pause_reading()
+                await asyncio.sleep(0.2)  # the client writes on, into full buffers
                 await ws.close(self.close_code, "hostile close")
                 return
             elif behaviour is Behaviour.ABORT:

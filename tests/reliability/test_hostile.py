@@ -270,6 +270,28 @@ async def test_hostile_server(
 
 
 @quiet
+async def test_a_server_that_stops_reading_then_closes(
+    driver: ModuleType, hostile: HostileThread
+) -> None:
+    """The server stops reading, then closes (1002). A minute of audio with a window
+    as long keeps the client writing into full TCP buffers: its writes wait until the
+    connection ends. The close must still be reported as itself, within
+    ``close_timeout`` of the close frame. (trio: websockets' reading task writes the
+    reply to the close before it processes anything it read; had it waited behind
+    the blocked writer, nothing would be processed until the ack timeout: a wrong
+    error, later.)
+    """
+    server = hostile.serve(Behaviour.STOP_READING_THEN_CLOSE, close_code=1002)
+    run = await drive(
+        driver, server.url, bound=1.0 + SLACK, audio=MINUTE, max_audio_in_flight_seconds=60.0
+    )
+    assert type(run.error) is ConnectionLost, f"{run.error!r} after {run.elapsed:.1f}s"
+    assert (run.error.code, run.error.retryable) == (1002, False), run.error
+    assert not run.hung
+    assert run.elapsed < 1.0 + SLACK, f"the error took {run.elapsed:.1f}s"
+
+
+@quiet
 @pytest.mark.parametrize("behaviour", [Behaviour.HUGE_MESSAGE, Behaviour.HUGE_FRAGMENTED])
 async def test_huge_message_is_refused_unread(
     driver: ModuleType, hostile: HostileThread, behaviour: Behaviour
