@@ -272,17 +272,23 @@ class Session:
             await self._wait_for_room()
             engine = self._engine
         seq_no = engine.send_audio(chunk, now=trio.current_time())
-        self._write()
-        while self._queued_bytes >= _BATCH_BYTES and not self._writer_scope.cancel_called:
-            await self._progress.wait()
+        await self._queued()
         return seq_no
 
     async def send_channel_audio(self, channel: str, chunk: bytes) -> int:
-        """Send a chunk of one channel's audio (multichannel sessions)."""
+        """Send a chunk of one channel's audio (multichannel sessions); written as
+        :meth:`send_audio` writes."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         await self._wait_for_room()
         seq_no = self._engine.send_channel_audio(channel, chunk, now=trio.current_time())
-        await self._flush()
+        await self._queued()
         return seq_no
+
+    async def _queued(self) -> None:
+        """Queue audio the engine took for the writer; wait while 64 KiB are queued."""
+        self._write()
+        while self._queued_bytes >= _BATCH_BYTES and not self._writer_scope.cancel_called:
+            await self._progress.wait()
 
     async def end_of_stream(self) -> None:
         """No more audio. Transcripts keep coming until ``EndOfTranscript``."""
