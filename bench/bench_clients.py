@@ -241,29 +241,39 @@ async def official_transcribe_session(url: str, frames: Sequence[bytes]) -> Tall
     return tally
 
 
+async def _bare_start(ws: Any) -> None:
+    """StartRecognition, then wait for RecognitionStarted (either websockets flavour)."""
+    await ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
+    while json.loads(await ws.recv())["message"] != "RecognitionStarted":
+        pass
+
+
+async def _bare_read(ws: Any, tally: Tally) -> None:
+    """Parse every message until EndOfTranscript (either websockets flavour)."""
+    async for raw in ws:
+        message = json.loads(raw)
+        tally.message(message)
+        if message["message"] == "EndOfTranscript":
+            return
+        if message["message"] == "Error":
+            raise RuntimeError(message)
+
+
+async def _bare_send(ws: Any, frames: Sequence[bytes]) -> None:
+    for frame in frames:
+        await ws.send(frame)
+    await ws.send(json.dumps({"message": "EndOfStream", "last_seq_no": len(frames)}))
+
+
 async def websockets_session(url: str, frames: Sequence[bytes]) -> Tally:
     """The least a client can do over ``websockets`` (with its defaults, as the official
     client): send, and parse every message; no protocol engine, no flow control."""
     tally = Tally()
     headers = {"Authorization": f"Bearer {KEY}"}
     async with ws_connect(url, additional_headers=headers, max_size=None, compression=None) as ws:
-        await ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
-        while json.loads(await ws.recv())["message"] != "RecognitionStarted":
-            pass
-
-        async def read() -> None:
-            async for raw in ws:
-                message = json.loads(raw)
-                tally.message(message)
-                if message["message"] == "EndOfTranscript":
-                    return
-                if message["message"] == "Error":
-                    raise RuntimeError(message)
-
-        reader = asyncio.create_task(read())
-        for frame in frames:
-            await ws.send(frame)
-        await ws.send(json.dumps({"message": "EndOfStream", "last_seq_no": len(frames)}))
+        await _bare_start(ws)
+        reader = asyncio.create_task(_bare_read(ws, tally))
+        await _bare_send(ws, frames)
         await reader
     return tally
 
@@ -275,24 +285,10 @@ async def websockets_trio_session(url: str, frames: Sequence[bytes]) -> Tally:
     async with ws_trio_connect(
         url, additional_headers=headers, max_size=None, compression=None
     ) as ws:
-        await ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
-        while json.loads(await ws.recv())["message"] != "RecognitionStarted":
-            pass
-
-        async def read() -> None:
-            async for raw in ws:
-                message = json.loads(raw)
-                tally.message(message)
-                if message["message"] == "EndOfTranscript":
-                    return
-                if message["message"] == "Error":
-                    raise RuntimeError(message)
-
+        await _bare_start(ws)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            for frame in frames:
-                await ws.send(frame)
-            await ws.send(json.dumps({"message": "EndOfStream", "last_seq_no": len(frames)}))
+            nursery.start_soon(_bare_read, ws, tally)
+            await _bare_send(ws, frames)
     return tally
 
 
