@@ -206,8 +206,9 @@ class Session:
         self._done = False
         self._ended = False
         self._pump_scope: trio.CancelScope | None = None
-        # The writer: the one task that writes (see _write). Its scope exists before it
-        # starts, so stopping can never miss it.
+        # The writer: the one task that writes the engine's messages (see _write); only
+        # a close given up on is written elsewhere (_close_ws). Its scope exists before
+        # it starts, so stopping can never miss it.
         self._writer_scope = trio.CancelScope()
         self._wanted: trio.Event | None = None  # the writer, waiting for something to do
         self._queue: deque[Action] = deque()  # the engine's actions, not written yet
