@@ -32,11 +32,17 @@ from .events import (
     AddTranslation,
     AudioAdded,
     ChannelAudioAdded,
+    ConnectionClosed,
+    EndOfTranscript,
     Event,
+    ServerError,
 )
 
 if TYPE_CHECKING:
     from ._client import ClientConnection
+
+#: Engine events a driver's session does not queue for the application.
+_NOT_DELIVERED = (ConnectionClosed, ServerError)
 
 __all__ = [
     "AuthenticationError",
@@ -263,6 +269,17 @@ class EventBacklog:
             if isinstance(event, AddPartialTranscript | AddPartialTranslation):
                 self._drop_superseded(event)
         events.append(event)
+
+    def push_all(self, events: list[Event]) -> None:
+        """Add what the engine produced, as a driver delivers it: a ``ConnectionClosed``
+        or ``ServerError`` is left out (the driver raises it as a :class:`SessionError`,
+        or a reconnect absorbs it), and ``EndOfTranscript`` ends the backlog."""
+        for event in events:
+            if isinstance(event, _NOT_DELIVERED):
+                continue
+            self.push(event)
+            if type(event) is EndOfTranscript:
+                self.ended = True  # the session is complete
 
     def _drop_superseded(self, event: AddPartialTranscript | AddPartialTranslation) -> None:
         events = self._events

@@ -62,13 +62,8 @@ from smproto.auth import (
 from smproto.config import AudioEventsConfig, TranslationConfig
 from smproto.errors import TemporaryKeyError
 from smproto.events import (
-    ConnectionClosed as ClosedEvent,
-)
-from smproto.events import (
-    EndOfTranscript,
     Event,
     Reconnected,
-    ServerError,
 )
 from smproto.session import (
     AuthenticationError,
@@ -93,9 +88,6 @@ logger = logging.getLogger("smproto_asyncio")
 _WS_LOGGER = redacting_logger("smproto_asyncio.websockets")
 
 SDK = "smproto-asyncio/0.1.0"
-#: Engine events a session does not queue for the application: a failure is raised
-#: instead, and a reconnect absorbs it.
-_NOT_DELIVERED = (ClosedEvent, ServerError)
 #: Close codes websockets sends when it fails a connection for what the peer sent.
 _PEER_FAULTS = frozenset({1002, 1007, 1009})
 
@@ -536,12 +528,7 @@ class Session:
         if not events:
             return
         backlog = self._backlog
-        for event in events:
-            if isinstance(event, _NOT_DELIVERED):
-                continue  # reported by the raised error, or absorbed by a reconnect
-            backlog.push(event)
-            if type(event) is EndOfTranscript:
-                backlog.end()  # the session is complete
+        backlog.push_all(events)
         readable = self._readable
         if readable is not None and not readable.done():
             readable.set_result(None)

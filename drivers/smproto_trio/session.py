@@ -59,12 +59,9 @@ from smproto.auth import (
 )
 from smproto.config import AudioEventsConfig, TranslationConfig
 from smproto.errors import TemporaryKeyError
-from smproto.events import ConnectionClosed as ClosedEvent
 from smproto.events import (
-    EndOfTranscript,
     Event,
     Reconnected,
-    ServerError,
 )
 from smproto.session import (
     AuthenticationError,
@@ -92,9 +89,6 @@ _PEER_FAULTS = frozenset({1002, 1007, 1009})
 #: The most a write takes from the queue (and the most a sender queues before it writes
 #: itself): bounded, so the reading task runs between writes.
 _BATCH_BYTES = 64 * 1024
-#: Engine events a session does not queue for the application: a failure is raised
-#: instead, and a reconnect absorbs it.
-_NOT_DELIVERED = (ClosedEvent, ServerError)
 
 
 class _WebSocket(MessageHook, WebSocket):
@@ -583,12 +577,7 @@ class Session:
         if not events:
             return
         backlog = self._backlog
-        for event in events:
-            if isinstance(event, _NOT_DELIVERED):
-                continue  # reported by the raised error, or absorbed by a reconnect
-            backlog.push(event)
-            if type(event) is EndOfTranscript:
-                backlog.end()  # the session is complete
+        backlog.push_all(events)
         if self._readable is not None:
             self._readable.set()
         if backlog.overfull and not self._reading_paused:
