@@ -41,7 +41,6 @@ from smproto import (
     ClientConnection,
     CloseTransport,
     LocalProtocolError,
-    RemoteProtocolError,
     SendBinary,
     SendText,
     State,
@@ -79,7 +78,7 @@ from smproto.session import (
 
 from ._http import post
 from ._logging import redacting_logger
-from ._messages import MessageHook
+from ._messages import MessageHook, MessageIntake
 
 __all__ = ["Session", "connect", "transcribe"]
 
@@ -155,7 +154,7 @@ class _WebSocket(MessageHook, WebSocket):
                 self._writable = None
 
 
-class Session:
+class Session(MessageIntake):
     """One transcription session, possibly over several connections.
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
@@ -199,6 +198,7 @@ class Session:
         self._state = engine.state
         self._reading_paused = False
         self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
+        self._now = self._loop.time
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -462,27 +462,6 @@ class Session:
 
     # ---------------------------------------------- the engine, from callbacks
 
-    def _on_message(self, message: str | bytes | None) -> None:
-        """A message from the server (called by the connection, in ``data_received``)."""
-        if self._reading_paused:
-            # Read with others before the pause took effect: it waits its turn, so that
-            # the backlog stays bounded (by one read's worth of messages held here).
-            self._held.append(message)
-            return
-        self._feed(message)
-
-    def _feed(self, message: str | bytes | None) -> None:
-        engine = self._engine
-        now = self._loop.time()
-        if message is None:  # what websockets would have failed the connection for
-            engine.connection_closed(1007, "the server sent text that is not UTF-8", now=now)
-        else:
-            try:  # noqa: SIM105 - suppress() would cost a context manager per message
-                engine.receive_message(message, now=now)
-            except RemoteProtocolError:
-                pass  # it has failed the engine and queued its close
-        self._after(engine)
-
     def _after(self, engine: ClientConnection) -> None:
         """After the engine took an input: deliver its events, write what it queued,
         wake who can now go on, and keep the timer at its deadline."""
@@ -542,10 +521,7 @@ class Session:
 
     def _resume_reading(self) -> None:
         """The application caught up: feed the held messages, then read on."""
-        self._reading_paused = False
-        held = self._held
-        while held and not self._reading_paused:
-            self._feed(held.popleft())
+        self._feed_held()
         ws = self._ws
         if (
             not self._reading_paused

@@ -39,7 +39,6 @@ from smproto import (
     ClientConnection,
     CloseTransport,
     LocalProtocolError,
-    RemoteProtocolError,
     SendBinary,
     SendText,
     State,
@@ -76,7 +75,7 @@ from smproto.session import (
 )
 from smproto_asyncio._http import post
 from smproto_asyncio._logging import redacting_logger
-from smproto_asyncio._messages import MessageHook
+from smproto_asyncio._messages import MessageHook, MessageIntake
 
 __all__ = ["Session", "connect", "transcribe"]
 
@@ -164,7 +163,7 @@ class _WebSocket(MessageHook, WebSocket):
                 await stream.send_all(run[0] if len(run) == 1 else b"".join(run))
 
 
-class Session:
+class Session(MessageIntake):
     """One transcription session, possibly over several connections.
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
@@ -218,6 +217,7 @@ class Session:
         self._state = engine.state
         self._reading_paused = False
         self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
+        self._now = trio.current_time
         #: How many times the session reconnected.
         self.reconnects = 0
 
@@ -529,27 +529,6 @@ class Session:
 
     # ---------------------------------------------- the engine, from the reading task
 
-    def _on_message(self, message: str | bytes | None) -> None:
-        """A message from the server (called by websockets' task reading the connection)."""
-        if self._reading_paused:
-            # Read with others before the pause took effect: it waits its turn, so that
-            # the backlog stays bounded (by one read's worth of messages held here).
-            self._held.append(message)
-            return
-        self._feed(message)
-
-    def _feed(self, message: str | bytes | None) -> None:
-        engine = self._engine
-        now = trio.current_time()
-        if message is None:  # what websockets would have failed the connection for
-            engine.connection_closed(1007, "the server sent text that is not UTF-8", now=now)
-        else:
-            try:  # noqa: SIM105 - suppress() would cost a context manager per message
-                engine.receive_message(message, now=now)
-            except RemoteProtocolError:
-                pass  # it has failed the engine and queued its close
-        self._after(engine)
-
     def _after(self, engine: ClientConnection) -> None:
         """After the engine took an input: deliver its events, have what it queued
         written, and wake who can now go on."""
@@ -589,10 +568,7 @@ class Session:
 
     def _resume_reading(self) -> None:
         """The application caught up: feed the held messages, then read on."""
-        self._reading_paused = False
-        held = self._held
-        while held and not self._reading_paused:
-            self._feed(held.popleft())
+        self._feed_held()
         ws = self._ws
         if not self._reading_paused and ws is not None and ws.recv_flow_control is not None:
             ws.resume_reading()
