@@ -267,7 +267,9 @@ class Session(MessageIntake):
             await self._wait_for_room()
             engine = self._engine
         seq_no = engine.send_audio(chunk, now=trio.current_time())
-        await self._queued()
+        self._write()
+        if self._queued_bytes >= _BATCH_BYTES:
+            await self._wait_for_writer()
         return seq_no
 
     async def send_channel_audio(self, channel: str, chunk: bytes) -> int:
@@ -276,12 +278,13 @@ class Session(MessageIntake):
         await trio.lowlevel.checkpoint_if_cancelled()
         await self._wait_for_room()
         seq_no = self._engine.send_channel_audio(channel, chunk, now=trio.current_time())
-        await self._queued()
+        self._write()
+        if self._queued_bytes >= _BATCH_BYTES:
+            await self._wait_for_writer()
         return seq_no
 
-    async def _queued(self) -> None:
-        """Queue audio the engine took for the writer; wait while 64 KiB are queued."""
-        self._write()
+    async def _wait_for_writer(self) -> None:
+        """Wait while 64 KiB of audio are queued (the writer waits on TCP)."""
         while self._queued_bytes >= _BATCH_BYTES and not self._writer_scope.cancel_called:
             await self._progress.wait()
 
