@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import hmac
 import logging
+import socket
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -125,6 +126,12 @@ class LocalServer:
         """The URL clients connect to, e.g. ``ws://127.0.0.1:9000/v2``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}/v2"
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets, e.g. to set socket options (on Linux, an accepted
+        connection inherits the listening socket's ``SO_SNDBUF`` and ``SO_RCVBUF``)."""
+        return tuple(self._server.sockets)
 
     @property
     def active_sessions(self) -> int:

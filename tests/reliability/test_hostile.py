@@ -19,6 +19,7 @@ import hmac
 import logging
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -434,8 +435,15 @@ async def test_client_floods_audio_and_never_reads(servers: ServerThread) -> Non
     server must then let go of the connection: a client that no longer sends audio
     reaches the idle timeout (2 s), and one that does not read (not even its Error) is
     cut off ``write_timeout`` (3 s) after a write blocks.
+
+    The server's kernel buffers are made small (as the client's are): left to Linux's
+    autotuning they absorb 5-8 MB of acknowledgements first, 120,000-200,000 frames,
+    which a slow machine (one CI run: 5,000 frames a second) does not flood in 15 s.
     """
     server = servers.serve(recognizer=ScriptedRecognizer(), options=LIMITS, ping_interval=0.5)
+    for sock in server.sockets:  # accepted connections inherit these
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     with MemoryProbe() as probe:
         client, flood = await flood_audio(server.url, seconds=15.0)
         try:
