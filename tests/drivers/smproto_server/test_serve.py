@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,16 @@ def test_a_whole_session() -> None:
             assert recognizer.sessions[0].closed
             assert server.active_sessions == 0 and server.total_sessions == 1
         assert recognizer.closed
+
+    asyncio.run(main())
+
+
+def test_sockets_are_the_listening_sockets() -> None:
+    async def main() -> None:
+        async with await serve("127.0.0.1", 0, recognizer=CountingRecognizer()) as server:
+            sockets = server.sockets
+            assert [s.getsockname() for s in sockets] == [("127.0.0.1", server.port)]
+            assert sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
 
     asyncio.run(main())
 
