@@ -13,6 +13,7 @@ from ._client import AudioInFlight, ClientConnection
 from ._server import ERROR_CLOSE_CODES, Handshake, ServerConnection
 from ._state import ServerState, State
 from .actions import CloseTransport, SendBinary, SendText
+from .assembler import TranscriptAssembler
 from .auth import (
     HTTPRequest,
     parse_temporary_key_response,
@@ -45,7 +46,6 @@ from .errors import (
 from .transcript import (
     Alternative,
     Result,
-    TranscriptAssembler,
     join_results,
     parse_results,
 )

@@ -11,7 +11,7 @@ import json
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn
 
 from . import _state
 from ._state import CLIENT_MACHINE, CLIENT_RULES, Outcome, Rule, State
@@ -84,8 +84,8 @@ class _Stream:
         "acked",
         "bytes_acked",
         "bytes_sent",
+        "cut",
         "ended",
-        "final_keys",
         "final_until",
         "queued",
         "release_until",
@@ -107,10 +107,11 @@ class _Stream:
         self.retained: deque[tuple[int, bytes]] = deque()
         self.retained_bytes = 0
         self.ended = False  # EndOfChannel / EndOfStream sent
-        # Absolute time up to which finals have arrived for this stream, and the results
-        # delivered that end right there (told apart from new ones after a resume).
+        # Absolute time up to which finals have arrived for this stream.
         self.final_until = -math.inf
-        self.final_keys: frozenset[tuple[Any, ...]] = frozenset()
+        # The end of the last final word delivered (and what followed it): a connection
+        # that continues this one drops what lies before it (ClientConnection.take_over).
+        self.cut = _Cut()
         # Audio before this time may be dropped: the start of the latest final, so that a
         # replay gives the recogniser the context of the last words it finalised.
         self.release_until = -math.inf
@@ -200,8 +201,7 @@ class ClientConnection:
         "_channel_offsets",
         "_channels",
         "_closed_reported",
-        "_dedup_transcripts",
-        "_dedup_translations",
+        "_cuts",
         "_drain_deadline",
         "_events",
         "_expected_channels",
@@ -212,7 +212,7 @@ class ClientConnection:
         "_retain_limit",
         "_start_deadline",
         "_stream_ended",
-        "_translation_keys",
+        "_translation_cuts",
         "_translation_until",
         "_window_bps",
         "_word_delimiter",
@@ -322,12 +322,12 @@ class ClientConnection:
         self._drain_deadline: float | None = None
         self._ack_base = 0.0
         self._closed_reported = False
+        # Per target language, the end of the last final translated sentence.
         self._translation_until: dict[str, float] = {}
-        # After a resume: per stream (or language), the time up to which the previous
-        # connection delivered finals, and the results it delivered that end there.
-        self._dedup_transcripts: dict[str | None, _Delivered] = {}
-        self._dedup_translations: dict[str, _Delivered] = {}
-        self._translation_keys: dict[str, frozenset[tuple[Any, ...]]] = {}
+        # After a take-over: per stream (or language), the end of the last final result
+        # the connections before this one delivered (the time cut).
+        self._cuts: dict[str | None, _Cut] = {}
+        self._translation_cuts: dict[str, float] = {}
 
     def __repr__(self) -> str:
         inflight = self.audio_in_flight
@@ -453,43 +453,75 @@ class ClientConnection:
             nbytes = max(nbytes, stream.retained_bytes)
         return nbytes / self._window_bps
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ the rules
 
-    def _rule(self, name: str) -> Rule:
-        return CLIENT_RULES[name][self.state]
+    def _enter(self, name: str, *, reason: str | None = None, code: int = 1002) -> Rule:
+        """Apply the rule of input ``name`` in the current state: the one place where
+        the engine's ``state`` changes (h11's rule).
 
-    def _check_command(self, name: str, expected: str) -> Rule:
+        ``OK``: fires the row's trigger, if any, and returns the rule. ``IGNORE``:
+        returns it (the caller does nothing more). ``LOCAL_ERROR``: raises
+        :class:`LocalProtocolError`, naming the state; nothing changes.
+        ``REMOTE_ERROR``: fires the row's trigger (``fail``), records a
+        ``REMOTE_PROTOCOL_ERROR`` failure with ``reason``, queues the close (``code``)
+        and raises :class:`RemoteProtocolError`.
+
+        Handlers validate a message *before* they enter its rule, so a malformed
+        message never changes the state it was not allowed to change.
+        """
         rule = CLIENT_RULES[name][self.state]
-        if rule.outcome is Outcome.LOCAL_ERROR:
-            self._refuse(name, expected)
-        return rule
+        outcome = rule.outcome
+        if outcome is Outcome.OK:
+            if rule.trigger is not None:
+                _state.fire(CLIENT_MACHINE, self, rule.trigger)
+            return rule
+        if outcome is Outcome.IGNORE:
+            return rule
+        if outcome is Outcome.LOCAL_ERROR:
+            raise self._local_error(name)
+        if reason is None:
+            reason = self._wrong_state(_describe_input(name))
+        if rule.trigger is not None:
+            _state.fire(CLIENT_MACHINE, self, rule.trigger)
+        close = CloseTransport(code, _close_reason(reason))
+        self._failed(Failure(FailureKind.REMOTE_PROTOCOL_ERROR, reason, retryable=False), close)
+        raise RemoteProtocolError(reason, close)
 
-    def _refuse(self, name: str, expected: str) -> None:
-        message = f"{name}() is not allowed in state {self.state.name} (expected {expected})"
+    def _local_error(self, name: str) -> LocalProtocolError:
+        """The error for input ``name``, refused in the current state."""
+        state = self.state.name
+        if name not in _TRANSPORT_AND_COMMANDS:
+            message = (
+                f"receive_message() is not allowed in state {state} "
+                "(call connection_opened() first)"
+            )
+        else:
+            row = CLIENT_RULES[name]
+            expected = " or ".join(s.name for s in State if row[s].outcome is Outcome.OK)
+            message = (
+                f"{name.partition(':')[0]}() is not allowed in state {state} (expected {expected})"
+            )
         if self.failure is not None:
             message += f"; the connection failed: {self.failure.reason}"
-        raise LocalProtocolError(message)
+        return LocalProtocolError(message)
 
-    def _fire(self, trigger: str) -> None:
-        _state.fire(CLIENT_MACHINE, self, trigger)
+    def _violation(self, reason: str, code: int = 1002) -> NoReturn:
+        """The server sent a message allowed in this state but wrong in itself."""
+        self._enter("<violation>", reason=reason, code=code)
+        raise AssertionError("<violation> is a remote error in every state a handler runs in")
 
     def _has_unacked(self) -> bool:
         if self._main.unacked:
             return True
         return any(s.unacked for s in self._channels.values())
 
-    def _fail(self, failure: Failure, close: CloseTransport | None) -> None:
-        self._fire("fail")
+    def _failed(self, failure: Failure, close: CloseTransport | None) -> None:
+        """Record why the connection failed (its rule has fired ``fail``)."""
         self.failure = failure
         # The replay queue is kept: resume_from() carries it to the next connection.
         self._start_deadline = self._drain_deadline = None
         if close is not None:
             self._actions.append(close)
-
-    def _remote_error(self, reason: str, code: int = 1002) -> RemoteProtocolError:
-        close = CloseTransport(code, _close_reason(reason))
-        self._fail(Failure(FailureKind.REMOTE_PROTOCOL_ERROR, reason, retryable=False), close)
-        return RemoteProtocolError(reason, close)
 
     def _set_now(self, now: float | None) -> float:
         if now is None:
@@ -501,9 +533,8 @@ class ClientConnection:
 
     def connection_opened(self, *, now: float) -> None:
         """The WebSocket is open: queue ``StartRecognition``, start the start timer."""
-        self._check_command("connection_opened", "CONNECTING")
+        self._enter("connection_opened")
         self._now = now
-        self._fire("open")
         message = start_recognition_message(
             self.transcription_config,
             self.audio_format,
@@ -521,13 +552,14 @@ class ClientConnection:
         the close code says a retry cannot help.
         """
         self._now = now
-        rule = self._rule("connection_closed")
-        if rule.trigger == "fail":
-            where = self.state.name
+        where = self.state.name
+        if self._enter("connection_closed").trigger == "fail":
             what = f"code {code}" if code is not None else "no close code"
             text = f"the connection closed ({what}{': ' + reason if reason else ''}) in {where}"
             retryable = code not in NON_RETRYABLE_CLOSE_CODES
-            self._fail(Failure(FailureKind.CONNECTION_LOST, text, retryable, close_code=code), None)
+            self._failed(
+                Failure(FailureKind.CONNECTION_LOST, text, retryable, close_code=code), None
+            )
         if self._closed_reported:
             return
         self._closed_reported = True
@@ -554,9 +586,9 @@ class ClientConnection:
                 f"no AudioAdded for {self.ack_timeout:g}s with {inflight.frames} frames "
                 f"({inflight.seconds:.1f}s of audio) unacknowledged"
             )
-        if self._rule("timer_expired").trigger == "fail":
+        if self._enter("timer_expired").trigger == "fail":
             failure = Failure(FailureKind.TIMEOUT, reason, retryable=True, timer=timer)
-            self._fail(failure, CloseTransport(1001, _close_reason(reason)))
+            self._failed(failure, CloseTransport(1001, _close_reason(reason)))
 
     def receive_message(self, data: str | bytes, *, now: float) -> None:
         """Feed one WebSocket message from the server.
@@ -571,74 +603,66 @@ class ClientConnection:
             if isinstance(data, str):
                 data = str(data)  # a str subclass: read it as text
             elif isinstance(data, bytes | bytearray | memoryview):
-                rule = self._rule("<binary>")
-                if rule.outcome is not Outcome.OK:  # no state accepts binary
-                    self._apply_other(rule, "<binary>", "a binary message", code=1003)
-                return
+                text = _json_in_binary(data)
+                if text is None:
+                    rule = CLIENT_RULES["<binary>"][self.state]
+                    if rule.outcome is not Outcome.OK:  # no state accepts binary
+                        self._enter(
+                            "<binary>", reason=self._wrong_state("a binary message"), code=1003
+                        )
+                    return
+                data = text  # JSON sent as a binary frame: read as text (as both SDKs do)
             else:
                 raise TypeError(f"a message is str or bytes, not {type(data).__name__}")
         try:
             msg = _decode(data)
         except (ValueError, RecursionError) as exc:
-            rule = self._rule("<unknown>")
-            if rule.outcome is Outcome.OK:
-                raise self._remote_error(f"the server sent invalid JSON: {exc}") from None
-            self._apply_other(rule, "<unknown>", "a message")
+            self._refuse_unparsed(f"the server sent invalid JSON: {exc}")
             return
         if type(msg) is not dict:
-            rule = self._rule("<unknown>")
-            if rule.outcome is Outcome.OK:
-                raise self._remote_error(
-                    f"the server sent a JSON {type(msg).__name__}, not an object"
-                )
-            self._apply_other(rule, "<unknown>", "a message")
+            self._refuse_unparsed(f"the server sent a JSON {type(msg).__name__}, not an object")
             return
         mtype = msg.get("message")
         handler = _HANDLERS.get(mtype) if type(mtype) is str else None
         if handler is None:
-            rule = self._rule("<unknown>")
-            if rule.outcome is not Outcome.OK:
-                self._apply_other(rule, "<unknown>", "a message")
-                return
             if type(mtype) is not str:
-                raise self._remote_error(
+                self._refuse_unparsed(
                     f"the server sent a message without a string 'message' field: {data[:80]!r}"
                 )
-            self._events.append(UnknownMessage(mtype, msg))
+                return
+            if self._enter("<unknown>").outcome is Outcome.OK:
+                self._events.append(UnknownMessage(mtype, msg))
             return
         name: str = msg["message"]
         if mtype == "Warning" and msg.get("type") == "duration_limit_exceeded":
             name = "Warning:duration_limit_exceeded"
+        elif mtype == "RecognitionStarted" and self._stream_ended:
+            name = "RecognitionStarted:ended"
         rule = CLIENT_RULES[name][self.state]
         if rule.outcome is not Outcome.OK:
-            self._apply_other(rule, name, f"a {mtype} message")
+            self._enter(name, reason=self._wrong_state(f"a {mtype} message"))
             return
         try:
-            handler(self, msg, rule.trigger)
+            handler(self, msg, name)
         except (TranscriptFormatError, _Malformed) as exc:
-            raise self._remote_error(f"malformed {mtype} from the server: {exc}") from None
+            self._violation(f"malformed {mtype} from the server: {exc}")
         except RecursionError:
             # A value nested deeper than Python can walk: refuse the message, don't crash.
-            raise self._remote_error(
-                f"malformed {mtype} from the server: nested too deeply"
-            ) from None
+            self._violation(f"malformed {mtype} from the server: nested too deeply")
 
-    def _apply_other(self, rule: Rule, name: str, what: str, code: int = 1002) -> None:
-        """Handle an input whose rule is IGNORE, LOCAL_ERROR or REMOTE_ERROR."""
-        if rule.outcome is Outcome.IGNORE:
-            return
-        if rule.outcome is Outcome.LOCAL_ERROR:
-            raise LocalProtocolError(
-                f"receive_message() is not allowed in state {self.state.name} "
-                "(call connection_opened() first)"
-            )
-        raise self._remote_error(
-            f"the server sent {what} ({name}) not allowed in state {self.state.name}", code
-        )
+    def _wrong_state(self, what: str) -> str:
+        return f"the server sent {what} not allowed in state {self.state.name}"
+
+    def _refuse_unparsed(self, reason: str) -> None:
+        """A message that is not a JSON object with a ``message`` field: a violation
+        where server messages are allowed (ignored once the connection is over)."""
+        if CLIENT_RULES["<unknown>"][self.state].outcome is Outcome.OK:
+            self._violation(reason)
+        self._enter("<unknown>")
 
     # ---------------------------------------------------------- message handlers
 
-    def _on_recognition_started(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_recognition_started(self, msg: dict[str, Any], name: str) -> None:
         session_id = msg.get("id")
         version = msg.get("orchestrator_version")
         if session_id is not None and type(session_id) is not str:
@@ -668,19 +692,17 @@ class ClientConnection:
             channel_ids = tuple(channel_ids)
             if channel_ids:
                 self._expected_channels = frozenset(channel_ids)
-        assert trigger == "start"
-        self._fire(trigger)
+        # "start", or "start_drained" for a resumed connection whose predecessor had
+        # already ended its stream (the replay goes out, then the end of the stream).
+        self._enter(name)
         self._start_deadline = None
         event = RecognitionStarted(session_id, version, info, channel_ids, msg)
         self.recognition_started = event
         self._events.append(event)
         self._ack_base = self._now
-        if self._stream_ended:
-            # A resumed connection whose predecessor had already ended its stream.
-            self._fire("drain")
         self._pump_pending()
 
-    def _on_audio_added(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_audio_added(self, msg: dict[str, Any], name: str) -> None:
         seq_no = msg.get("seq_no")
         if type(seq_no) is not int:
             seq_no = _integer(seq_no, "seq_no")
@@ -689,14 +711,14 @@ class ClientConnection:
         if self._pending:
             self._pump_pending()
 
-    def _on_channel_audio_added(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_channel_audio_added(self, msg: dict[str, Any], name: str) -> None:
         seq_no = _integer(msg.get("seq_no"), "seq_no")
         channel = msg.get("channel")
         if type(channel) is not str:
             raise _Malformed("ChannelAudioAdded needs a string channel")
         stream = self._channels.get(channel)
         if stream is None:
-            raise self._remote_error(
+            self._violation(
                 f"the server acknowledged audio on channel {channel!r}, which was never sent"
             )
         self._ack(stream, seq_no, f"ChannelAudioAdded for channel {channel!r}")
@@ -708,7 +730,7 @@ class ClientConnection:
         acked = stream.acked
         if seq_no > acked:
             if seq_no > stream.sent:
-                raise self._remote_error(
+                self._violation(
                     f"{what} acknowledges frame {seq_no} but only {stream.sent} were sent"
                 )
             unacked = stream.unacked
@@ -718,11 +740,11 @@ class ClientConnection:
             stream.acked = seq_no
             self._ack_base = self._now
         elif seq_no < acked:
-            raise self._remote_error(
+            self._violation(
                 f"{what} seq_no {seq_no} goes backwards (frame {acked} was already acknowledged)"
             )
 
-    def _on_transcript(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_transcript(self, msg: dict[str, Any], name: str) -> None:
         # The hot path of every session: checks by type identity, no helper calls.
         metadata = msg.get("metadata")
         if type(metadata) is not dict:
@@ -757,26 +779,26 @@ class ClientConnection:
         if offset:
             start += offset
             end += offset
-        if self._dedup_transcripts:
-            delivered = self._dedup_transcripts.get(channel)
-            if delivered is not None:
-                if end < delivered.until - _EPSILON:
-                    return  # the previous connection already delivered all of this
-                results = delivered.new_results(results)
-                if not results and end <= delivered.until + _EPSILON:
-                    return
-        if msg["message"] == "AddTranscript":
+        final = msg["message"] == "AddTranscript"
+        if self._cuts:
+            cut = self._cuts.get(channel)
+            if cut is not None:
+                results = cut.filter(results, final)
+                if not results and end <= cut.end + _EPSILON:
+                    return  # delivered already, by the connection before
+                start = max(start, min(cut.end, end))
+                if cut.passed:
+                    del self._cuts[channel]  # a new word: nothing later is before the cut
+        if final:
             stream = self._main if channel is None else self._channels.get(channel)
-            if stream is not None and end >= stream.final_until - _EPSILON:
-                keys = _boundary_keys(results, end)
+            if stream is not None:
+                if results:
+                    stream.cut.deliver(results)
                 if end > stream.final_until + _EPSILON:
                     stream.final_until = end
                     stream.release_until = max(stream.release_until, min(start, end))
-                    stream.final_keys = keys
                     if stream.retained:
                         self._release_retained()
-                elif keys:
-                    stream.final_keys = stream.final_keys | keys
             self._events.append(
                 AddTranscript(results, start, end, channel, forced, fmt, self._word_delimiter, msg)
             )
@@ -787,7 +809,7 @@ class ClientConnection:
                 )
             )
 
-    def _on_translation(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_translation(self, msg: dict[str, Any], name: str) -> None:
         language = msg.get("language")
         raw_results = msg.get("results")
         fmt = msg.get("format")
@@ -809,31 +831,23 @@ class ClientConnection:
             if speaker is not None and type(speaker) is not str:
                 raise _Malformed("speaker must be a string")
             sentences.append(TranslatedSentence(content, start + offset, end + offset, speaker))
-        delivered = self._dedup_translations.get(language)
-        if delivered is not None:
-            sentences = [s for s in sentences if delivered.is_new(s.end_time, _sentence_key(s))]
+        cut = self._translation_cuts.get(language) if self._translation_cuts else None
+        if cut is not None:
+            twice = 2 * cut + _EPSILON
+            sentences = [s for s in sentences if s.start_time + s.end_time > twice]
         if msg["message"] == "AddTranslation":
-            if delivered is not None and raw_results and not sentences:
-                return  # the previous connection already delivered this
+            if cut is not None and raw_results and not sentences:
+                return  # delivered already, by the connection before
             if sentences:
                 last = max(s.end_time for s in sentences)
-                keys = frozenset(
-                    _sentence_key(s) for s in sentences if s.end_time >= last - _EPSILON
-                )
-                until = self._translation_until.get(language, -math.inf)
-                if last > until + _EPSILON:
+                if last > self._translation_until.get(language, -math.inf) + _EPSILON:
                     self._translation_until[language] = last
-                    self._translation_keys[language] = keys
                     self._release_retained()
-                elif last >= until - _EPSILON:
-                    self._translation_keys[language] = (
-                        self._translation_keys.get(language, frozenset()) | keys
-                    )
             self._events.append(AddTranslation(language, tuple(sentences), fmt, msg))
         else:
             self._events.append(AddPartialTranslation(language, tuple(sentences), fmt, msg))
 
-    def _on_end_of_utterance(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_end_of_utterance(self, msg: dict[str, Any], name: str) -> None:
         metadata = msg.get("metadata", {})
         if type(metadata) is not dict:
             raise _Malformed("metadata must be an object")
@@ -849,12 +863,15 @@ class ClientConnection:
             start += offset
         if end is not None:
             end += offset
-        delivered = self._dedup_transcripts.get(channel) if self._dedup_transcripts else None
-        if delivered is not None and end is not None and end <= delivered.until + _EPSILON:
-            return
+        cut = self._cuts.get(channel) if self._cuts else None
+        if cut is not None and end is not None and not cut.new_end_of_utterance(end):
+            return  # the end of an utterance delivered already
+        stream = self._main if channel is None else self._channels.get(channel)
+        if stream is not None and end is not None and end >= stream.cut.end - _EPSILON:
+            stream.cut.end_of_utterance = True
         self._events.append(EndOfUtterance(start, end, channel, forced, msg))
 
-    def _on_audio_event(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_audio_event(self, msg: dict[str, Any], name: str) -> None:
         event = msg.get("event")
         if type(event) is not dict:
             raise _Malformed("event must be an object")
@@ -875,7 +892,7 @@ class ClientConnection:
                 raise _Malformed("event.end_time must be a number")
             self._events.append(AudioEventEnded(etype, end + offset, channel, msg))
 
-    def _on_speakers_result(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_speakers_result(self, msg: dict[str, Any], name: str) -> None:
         raw = msg.get("speakers")
         if type(raw) is not list:
             raise _Malformed("speakers must be a list")
@@ -891,19 +908,19 @@ class ClientConnection:
             speakers.append(SpeakerIdentity(label, tuple(ids)))
         self._events.append(SpeakersResult(tuple(speakers), msg))
 
-    def _on_info(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_info(self, msg: dict[str, Any], name: str) -> None:
         itype, reason, code, seq_no = _notice(msg)
         self._events.append(ServerInfo(itype, reason, code, seq_no, msg))
 
-    def _on_warning(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_warning(self, msg: dict[str, Any], name: str) -> None:
         wtype, reason, code, seq_no = _notice(msg)
         limit = msg.get("duration_limit")
         if limit is not None and not _num(limit):
             raise _Malformed("duration_limit must be a number")
         self._events.append(ServerWarning(wtype, reason, code, seq_no, limit, msg))
-        if trigger == "drain":
-            # The server treats the rest of the audio as if EndOfStream had come.
-            self._fire(trigger)
+        if name != "Warning" and self._enter(name).trigger == "drain":
+            # duration_limit_exceeded while streaming: the server treats the rest of the
+            # audio as if EndOfStream had come.
             self._stream_ended = True
             self._main.ended = True
             for stream in self._channels.values():
@@ -911,21 +928,20 @@ class ClientConnection:
             self._pending.clear()
             self._drain_deadline = self._now + self.drain_timeout
 
-    def _on_error(self, msg: dict[str, Any], trigger: str | None) -> None:
+    def _on_error(self, msg: dict[str, Any], name: str) -> None:
         etype, reason, code, seq_no = _notice(msg, lenient=True)
         retryable = etype in RETRYABLE_ERROR_TYPES
         event = ServerError(etype or "unknown_error", reason, code, seq_no, retryable, msg)
         text = f"server error {event.type}" + (f": {reason}" if reason else "")
-        assert trigger == "fail"
-        self._fail(
+        self._enter(name)  # fail
+        self._failed(
             Failure(FailureKind.SERVER_ERROR, text, retryable, error_type=event.type),
             CloseTransport(1000, ""),
         )
         self._events.append(event)
 
-    def _on_end_of_transcript(self, msg: dict[str, Any], trigger: str | None) -> None:
-        assert trigger == "finish"
-        self._fire(trigger)
+    def _on_end_of_transcript(self, msg: dict[str, Any], name: str) -> None:
+        self._enter(name)  # finish
         self._drain_deadline = None
         self._events.append(EndOfTranscript(msg))
         self._actions.append(CloseTransport(1000, ""))
@@ -939,8 +955,8 @@ class ClientConnection:
         :attr:`audio_window_full` first. The chunk is kept (not copied, when it is
         ``bytes``) until a final transcript covers it, for replay after a failure.
         """
-        if self.state is not State.STREAMING:
-            self._refuse("send_audio", "STREAMING")
+        if self.state is not State.STREAMING:  # the hot path reads the state, fires nothing
+            raise self._local_error("send_audio")
         if self._mode != _SINGLE:
             if self._mode == _MULTI:
                 raise LocalProtocolError(
@@ -989,7 +1005,7 @@ class ClientConnection:
         For multichannel sessions (``diarization="channel"`` with
         ``channel_diarization_labels``). Cannot be mixed with :meth:`send_audio`.
         """
-        self._check_command("send_channel_audio", "STREAMING")
+        self._enter("send_channel_audio")
         if self._mode == _SINGLE:
             raise LocalProtocolError(
                 "send_channel_audio() cannot be mixed with send_audio() in one session"
@@ -1046,12 +1062,9 @@ class ClientConnection:
         ``last_seq_no`` is the number of frames *sent*, so the server knows exactly
         what to wait for. Ignored when the stream has already ended.
         """
-        rule = self._check_command("end_of_stream", "STREAMING")
-        if rule.outcome is Outcome.IGNORE:
+        if self._enter("end_of_stream").outcome is Outcome.IGNORE:  # drain
             return
         self._set_now(now)
-        assert rule.trigger == "drain"
-        self._fire(rule.trigger)
         self._stream_ended = True
         if self._mode == 0 and self._expected_channels is not None:
             self._mode = _MULTI  # a multichannel session that sent no audio at all
@@ -1072,8 +1085,7 @@ class ClientConnection:
 
         When every channel of the session has ended the stream ends too (``DRAINING``).
         """
-        rule = self._check_command("end_of_channel", "STREAMING")
-        if rule.outcome is Outcome.IGNORE:
+        if self._enter("end_of_channel").outcome is Outcome.IGNORE:
             return
         if self._mode == _SINGLE:
             raise LocalProtocolError("end_of_channel() in a single-channel session")
@@ -1085,9 +1097,7 @@ class ClientConnection:
             c == channel or (c in self._channels and self._channels[c].ended) for c in expected
         )
         if last:
-            rule = self._rule("end_of_last_channel")
-            assert rule.trigger == "drain"
-            self._fire(rule.trigger)
+            self._enter("end_of_last_channel")  # drain
             self._stream_ended = True
         stream.ended = True
         self._queue_end(channel, stream)
@@ -1133,7 +1143,7 @@ class ClientConnection:
                 cannot change mid-session.
             ConfigError: a value out of range.
         """
-        self._check_command("set_recognition_config", "STREAMING")
+        self._enter("set_recognition_config")
         current = self.transcription_config
         base = current
         if config is not None:
@@ -1181,7 +1191,7 @@ class ClientConnection:
         seconds sent so far. For file formats, whose duration is unknown, no
         timestamp is sent unless one is given.
         """
-        self._check_command("force_end_of_utterance", "STREAMING")
+        self._enter("force_end_of_utterance")
         message: dict[str, Any] = {"message": "ForceEndOfUtterance"}
         if channel is not None and (type(channel) is not str or not channel):
             raise LocalProtocolError("channel must be a non-empty string")
@@ -1213,7 +1223,7 @@ class ClientConnection:
 
         With ``final=True`` the server answers once, at the end of the session.
         """
-        self._check_command("get_speakers", "STREAMING or DRAINING")
+        self._enter("get_speakers")
         if type(final) is not bool:
             raise TypeError("final must be a bool")
         self._actions.append(SendText(_jdump({"message": "GetSpeakers", "final": final})))
@@ -1225,11 +1235,8 @@ class ClientConnection:
         :meth:`end_of_stream` and wait for ``EndOfTranscript``. Does nothing once the
         connection is already closed or failed.
         """
-        rule = self._rule("close")
-        if rule.outcome is Outcome.IGNORE:
+        if self._enter("close").outcome is Outcome.IGNORE:
             return
-        assert rule.trigger == "close"
-        self._fire(rule.trigger)
         self._pending.clear()
         self._start_deadline = self._drain_deadline = None
         self._actions.append(CloseTransport(1000, "closed by client"))
@@ -1281,8 +1288,8 @@ class ClientConnection:
         final covered (and any audio ``old`` had queued but not sent), then the
         audio the application sends; if ``old``'s stream had ended, it ends the new
         one after the replay. Every time it reports is shifted so that it continues
-        ``old``'s timeline, and transcripts ``old`` already delivered are not
-        delivered again.
+        ``old``'s timeline, and nothing ``old`` already delivered is delivered again
+        (the time cut, see :meth:`take_over`).
 
         ``end_stream=True`` ends the stream after the replay even if ``old`` had not: for
         an application that asked for the end while ``old`` was failing.
@@ -1295,35 +1302,113 @@ class ClientConnection:
             raise LocalProtocolError(
                 f"resume_from() needs a FAILED connection, not one in state {old.state.name}"
             )
-        sent_audio = old._main.sent or any(s.sent for s in old._channels.values())
-        if not allow_loss and sent_audio:
-            if old.retention_overflowed:
-                raise LocalProtocolError(
-                    "cannot resume without loss: more audio than retain_audio_seconds "
-                    "was waiting for a final transcript (pass allow_loss=True to resume anyway)"
-                )
-            if old._retain_limit == 0:
-                raise LocalProtocolError(
-                    "cannot resume without loss: retain_audio_seconds is 0 "
-                    "(pass allow_loss=True to resume anyway)"
-                )
-        kwargs: dict[str, Any] = {
-            "translation_config": old.translation_config,
-            "audio_events_config": old.audio_events_config,
-            "max_audio_in_flight_seconds": old.max_audio_in_flight_seconds,
-            "retain_audio_seconds": old.retain_audio_seconds,
-            "recognition_started_timeout": old.recognition_started_timeout,
-            "ack_timeout": old.ack_timeout,
-            "drain_timeout": old.drain_timeout,
-        }
-        kwargs.update(options)
-        new = cls(old.transcription_config, old.audio_format, **kwargs)
+        old._check_lossless(allow_loss, "resume")
+        new = cls(old.transcription_config, old.audio_format, **(old._options() | options))
         new._now = old._now
-        new._mode = old._mode
-        new._expected_channels = old._expected_channels
-        new._stream_ended = old._stream_ended
-        new.retention_overflowed = old.retention_overflowed
+        new._inherit(old, end_stream)
+        return new
+
+    def take_over(
+        self,
+        old: ClientConnection,
+        *,
+        allow_loss: bool = False,
+        end_stream: bool = False,
+        now: float | None = None,
+    ) -> float:
+        """Continue ``old`` on this connection, which has just started: a reconnect
+        (``old`` has failed) or a planned rollover (``old`` still streams: make before
+        break). Returns the seconds of audio replayed.
+
+        This connection must be ``STREAMING`` with nothing sent yet. It replays the audio
+        of ``old`` that no final covered, then the application's audio; every time it
+        reports is shifted onto ``old``'s timeline. If ``old``'s stream had ended (or
+        ``end_stream``), the stream ends after the replay (``DRAINING``). Settings that
+        changed on ``old`` mid-session (:meth:`set_recognition_config`) are sent again.
+
+        **The time cut.** ``old`` delivered final results up to the end of its last
+        word: the cut. Here, a result whose midpoint lies at or before the cut is dropped
+        (finals and partials alike; for translations, a sentence; an ``EndOfUtterance``
+        that ends there), so a word that the server decodes again from the replayed
+        audio, with times shifted by less than half its length or even as another word,
+        is not delivered twice, and a new word is never taken for an old one.
+
+        For a rollover the caller then ends ``old`` (:meth:`end_of_stream`) and discards
+        what it says afterwards: this connection transcribes everything after the cut.
+
+        Raises:
+            LocalProtocolError: this connection is not ``STREAMING``, or has sent audio
+                already; ``old`` is neither ``STREAMING`` nor ``FAILED``; audio was lost
+                (see :meth:`resume_from`) and ``allow_loss`` is false; or a setting that
+                cannot change mid-session differs.
+        """
+        ended = end_stream or old._stream_ended
+        if self.state is State.STREAMING and (
+            self._main.sent or self._channels or self._pending or self._mode
+        ):
+            raise LocalProtocolError("take_over() needs a connection that has sent no audio")
+        if old is self or old.state not in (State.STREAMING, State.FAILED):
+            raise LocalProtocolError(
+                f"take_over() continues a STREAMING or FAILED connection, "
+                f"not one in state {old.state.name}"
+            )
+        old._check_lossless(allow_loss, "take over")
+        changed = self.transcription_config.changed_fields(old.transcription_config)
+        if changed - MID_SESSION_FIELDS or "language" in changed:
+            fields = ", ".join(sorted(changed))
+            raise LocalProtocolError(f"take_over(): {fields} differ and cannot change mid-session")
+        self._enter("take_over:ended" if ended else "take_over")
+        self._set_now(now)
+        if changed:
+            self.transcription_config = old.transcription_config
+            message = {
+                "message": "SetRecognitionConfig",
+                "transcription_config": old.transcription_config.mid_session_dict(),
+            }
+            self._actions.append(SendText(_jdump(message)))
+        replayed = self._inherit(old, end_stream)
+        if ended:
+            self._drain_deadline = None  # set again when the end goes out, after the replay
+        self._pump_pending()
+        return replayed
+
+    def _check_lossless(self, allow_loss: bool, what: str) -> None:
+        sent_audio = self._main.sent or any(s.sent for s in self._channels.values())
+        if allow_loss or not sent_audio:
+            return
+        if self.retention_overflowed:
+            raise LocalProtocolError(
+                f"cannot {what} without loss: more audio than retain_audio_seconds "
+                "was waiting for a final transcript (pass allow_loss=True to do it anyway)"
+            )
+        if self._retain_limit == 0:
+            raise LocalProtocolError(
+                f"cannot {what} without loss: retain_audio_seconds is 0 "
+                "(pass allow_loss=True to do it anyway)"
+            )
+
+    def _options(self) -> dict[str, Any]:
+        """The keyword arguments this connection was made with (a resume copies them)."""
+        return {
+            "translation_config": self.translation_config,
+            "audio_events_config": self.audio_events_config,
+            "max_audio_in_flight_seconds": self.max_audio_in_flight_seconds,
+            "retain_audio_seconds": self.retain_audio_seconds,
+            "recognition_started_timeout": self.recognition_started_timeout,
+            "ack_timeout": self.ack_timeout,
+            "drain_timeout": self.drain_timeout,
+        }
+
+    def _inherit(self, old: ClientConnection, end_stream: bool) -> float:
+        """Take over ``old``'s stream: its unfinalised audio as a replay queue, its
+        timeline, its cut; returns the seconds of audio queued for replay."""
+        self._mode = old._mode
+        if self._expected_channels is None:
+            self._expected_channels = old._expected_channels
+        self._stream_ended = old._stream_ended
+        self.retention_overflowed = old.retention_overflowed
         bps = old.audio_format.bytes_per_second
+        replay_bytes = 0
 
         # Each stream (the single one, or each channel) restarts at its first retained
         # byte: its own timeline shifts by that much.
@@ -1337,32 +1422,35 @@ class ClientConnection:
             base = old._offset_for(key)
             return base + start_of(stream) / bps if bps else base
 
-        pending = new._pending
+        def inherit(new_stream: _Stream, stream: _Stream) -> None:
+            new_stream.ended = stream.ended
+            new_stream.final_until = stream.final_until
+            new_stream.release_until = stream.release_until
+
+        pending = self._pending
         if old._mode == _MULTI:
             for channel, stream in old._channels.items():
-                new_stream = new._channels[channel] = _Stream()
-                new_stream.ended = stream.ended
-                new_stream.final_until = stream.final_until
-                new_stream.release_until = stream.release_until
-                new._channel_offsets[channel] = offset_of(channel, stream)
+                new_stream = self._channels[channel] = _Stream()
+                inherit(new_stream, stream)
+                self._channel_offsets[channel] = offset_of(channel, stream)
                 for _, chunk in stream.retained:
                     pending.append((channel, chunk))
                     new_stream.queued += 1
-            new.time_offset = old.time_offset
+                replay_bytes = max(replay_bytes, stream.retained_bytes)
+            self.time_offset = old.time_offset
         else:
-            new._main.ended = old._main.ended
-            new._main.final_until = old._main.final_until
-            new._main.release_until = old._main.release_until
-            new.time_offset = offset_of(None, old._main)
+            inherit(self._main, old._main)
+            self.time_offset = offset_of(None, old._main)
             for _, chunk in old._main.retained:
                 pending.append((None, chunk))
-                new._main.queued += 1
+                self._main.queued += 1
+            replay_bytes = old._main.retained_bytes
         # What old had queued but not sent (its own replay, ends included) follows.
         ends_queued = set()
         for key, chunk in old._pending:
             pending.append((key, chunk))
             if chunk:
-                new._stream_for(key).queued += 1
+                self._stream_for(key).queued += 1
             else:
                 ends_queued.add(key)
         # Ends old had already sent are sent again after the replay.
@@ -1372,40 +1460,39 @@ class ClientConnection:
                     pending.append((channel, b""))
         elif old._main.ended and None not in ends_queued:
             pending.append((None, b""))
-        if end_stream and not new._stream_ended:
-            new._stream_ended = True
+        if end_stream and not self._stream_ended:
+            self._stream_ended = True
             if old._mode == _MULTI or (old._mode == 0 and old._expected_channels is not None):
-                new._mode = _MULTI
-                names = list(new._channels) + sorted(
-                    (old._expected_channels or frozenset()) - set(new._channels)
+                self._mode = _MULTI
+                names = list(self._channels) + sorted(
+                    (old._expected_channels or frozenset()) - set(self._channels)
                 )
                 for channel in names:
-                    stream = new._stream_for(channel)
+                    stream = self._stream_for(channel)
                     if not stream.ended and channel not in ends_queued:
                         stream.ended = True
                         pending.append((channel, b""))
-            elif not new._main.ended:
-                new._main.ended = True
+            elif not self._main.ended:
+                self._main.ended = True
                 pending.append((None, b""))
 
-        # Finals the old connection delivered must not be delivered twice.
-        dedup = dict(old._dedup_transcripts)
+        # The cut: nothing before the end of the last final result old delivered (or
+        # that the connections before it delivered) is delivered again.
+        cuts: dict[str | None, _Cut] = {}
         streams = old._channels.items() if old._mode == _MULTI else [(None, old._main)]
         for key, stream in streams:
-            before = dedup.get(key)
-            if before is None or stream.final_until > before.until:
-                dedup[key] = _Delivered(stream.final_until, stream.final_keys)
-        new._dedup_transcripts = {k: v for k, v in dedup.items() if v.until > -math.inf}
-        translations = dict(old._dedup_translations)
-        for language, until in old._translation_until.items():
-            before = translations.get(language)
-            if before is None or until > before.until:
-                keys = old._translation_keys.get(language, frozenset())
-                translations[language] = _Delivered(until, keys)
-        new._dedup_translations = translations
-        new._translation_until = dict(old._translation_until)
-        new._translation_keys = dict(old._translation_keys)
-        return new
+            if stream.cut.end > -math.inf:
+                cuts[key] = stream.cut.copy()
+                # What this connection delivers goes on from there.
+                self._stream_for(key).cut = stream.cut.copy()
+        self._cuts = cuts
+        translation_cuts = dict(old._translation_cuts)
+        for language, cut in old._translation_until.items():
+            if cut > translation_cuts.get(language, -math.inf):
+                translation_cuts[language] = cut
+        self._translation_cuts = translation_cuts
+        self._translation_until = dict(old._translation_until)
+        return replay_bytes / bps if bps else replay_bytes / FILE_AUDIO_BYTES_PER_SECOND
 
     def _stream_for(self, channel: str | None) -> _Stream:
         if channel is None:
@@ -1441,6 +1528,51 @@ class ClientConnection:
                 self._send_frame(stream, chunk)
             else:
                 self._send_channel_frame(channel, stream, chunk)
+
+
+#: The inputs that are not server messages: transport events and commands.
+_TRANSPORT_AND_COMMANDS: Final = frozenset(
+    {
+        "connection_opened",
+        "connection_closed",
+        "timer_expired",
+        "send_audio",
+        "send_channel_audio",
+        "end_of_stream",
+        "end_of_channel",
+        "end_of_last_channel",
+        "set_recognition_config",
+        "force_end_of_utterance",
+        "get_speakers",
+        "close",
+        "take_over",
+        "take_over:ended",
+    }
+)
+
+
+def _describe_input(name: str) -> str:
+    if name == "<binary>":
+        return "a binary message"
+    if name.startswith("<"):
+        return "a message"
+    return f"a {name.partition(':')[0]} message"
+
+
+def _json_in_binary(data: bytes | bytearray | memoryview) -> str | None:
+    """The text of a binary message that holds a UTF-8 JSON object, else ``None``.
+
+    Both official clients ``json.loads`` whatever arrives, and the legacy SDK's own test
+    server sends its JSON in binary frames: such a message is read as text. Anything
+    else (audio, garbage) is a binary message, which no state of the client accepts.
+    """
+    raw = bytes(data)  # no copy for bytes
+    if raw.lstrip()[:1] != b"{":
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 class _Malformed(Exception):
@@ -1491,45 +1623,93 @@ def _notice(msg: dict[str, Any], lenient: bool = False) -> tuple[str, str, int |
     return ntype, reason, code, seq_no
 
 
-def _result_key(r: Result) -> tuple[Any, ...]:
-    return (r.type, r.content, round(r.start_time, 6), round(r.end_time, 6))
+# Where the previous result stood relative to the cut (see _Cut.filter).
+_NO_WORD: Final = 0  # no word seen yet since the take-over
+_OLD: Final = 1  # a word delivered already, before the last one
+_OLD_LAST: Final = 2  # the last word delivered (its midpoint lies within that word's span)
+_NEW: Final = 3  # a new word
 
 
-def _sentence_key(s: TranslatedSentence) -> tuple[Any, ...]:
-    return (s.content, round(s.start_time, 6), round(s.end_time, 6))
+class _Cut:
+    """The time cut between what a connection delivered and what the next one may.
 
+    On the connection that delivers (its stream's ``cut``): :attr:`end` and :attr:`start`
+    of the last final word (or entity), and whether a punctuation mark
+    (:attr:`closed`) or an ``EndOfUtterance`` (:attr:`end_of_utterance`) followed it.
 
-def _boundary_keys(results: tuple[Result, ...], end: float) -> frozenset[tuple[Any, ...]]:
-    """The keys of the results that end at ``end`` (the edge of what is final)."""
-    keys = []
-    for r in reversed(results):
-        if r.end_time < end - _EPSILON:
-            break
-        keys.append(_result_key(r))
-    return frozenset(keys)
+    On the connection that continues it (``take_over``), :meth:`filter` drops what was
+    delivered already. A word is old when its midpoint lies at or before :attr:`end`:
+    re-decoded with times shifted by less than half its length, or even as another word,
+    it is still recognised, and a new word is never taken for an old one. Punctuation has
+    no length: it goes with the word it follows, so the mark after the last old word is
+    new only if none had followed that word; a mark that attaches to the next word goes
+    by its time. An ``EndOfUtterance`` after the last old word is new only if none had.
+    """
 
+    __slots__ = ("closed", "end", "end_of_utterance", "prev", "start")
 
-class _Delivered(NamedTuple):
-    """What a previous connection delivered: everything ending before ``until``, and, of
-    what ends exactly there, the results in ``keys``."""
+    def __init__(self) -> None:
+        self.end = -math.inf
+        self.start = -math.inf
+        self.closed = False
+        self.end_of_utterance = False
+        self.prev = _NO_WORD  # the last word of the finals filtered so far
 
-    until: float
-    keys: frozenset[tuple[Any, ...]]
+    def copy(self) -> _Cut:
+        new = _Cut()
+        new.end, new.start = self.end, self.start
+        new.closed, new.end_of_utterance = self.closed, self.end_of_utterance
+        return new
 
-    def is_new(self, end: float, key: tuple[Any, ...]) -> bool:
-        if end > self.until + _EPSILON:
-            return True
-        if end < self.until - _EPSILON:
+    @property
+    def passed(self) -> bool:
+        """Whether a final already held a new word: everything after it is new."""
+        return self.prev == _NEW
+
+    def deliver(self, results: tuple[Result, ...]) -> None:
+        """Final results delivered: move the cut on."""
+        for r in results:
+            if r.type != "punctuation":
+                if r.end_time >= self.end:
+                    self.end, self.start = r.end_time, r.start_time
+                    self.closed = self.end_of_utterance = False
+            elif r.end_time >= self.end - _EPSILON:
+                self.closed = True
+
+    def filter(self, results: tuple[Result, ...], final: bool) -> tuple[Result, ...]:
+        """The results after the cut (a final's decide what its later results follow)."""
+        twice = 2 * self.end + 2 * _EPSILON
+        prev = self.prev
+        kept: list[Result] = []
+        for r in results:
+            middle = r.start_time + r.end_time
+            if r.type != "punctuation":
+                if middle > twice:
+                    prev = _NEW
+                    kept.append(r)
+                else:
+                    prev = _OLD_LAST if middle > 2 * self.start else _OLD
+                continue
+            # With no word before it (or attached to the next word), a mark goes by its
+            # time: after the cut, or at it when no mark was delivered there yet.
+            by_time = (prev == _NO_WORD or r.attaches_to == "next") and (
+                r.end_time > self.end + _EPSILON
+                or (r.end_time >= self.end - _EPSILON and not self.closed)
+            )
+            if prev == _NEW or (prev == _OLD_LAST and not self.closed) or by_time:
+                kept.append(r)
+        if final:
+            self.prev = prev
+        return results if len(kept) == len(results) else tuple(kept)
+
+    def new_end_of_utterance(self, end: float) -> bool:
+        """Whether an ``EndOfUtterance`` ending at ``end`` was not delivered already."""
+        if end <= self.end + _EPSILON:
             return False
-        return key not in self.keys
-
-    def new_results(self, results: tuple[Result, ...]) -> tuple[Result, ...]:
-        if not results or results[0].end_time > self.until + _EPSILON:
-            return results
-        return tuple(r for r in results if self.is_new(r.end_time, _result_key(r)))
+        return self.prev == _NEW or not self.end_of_utterance
 
 
-_Handler = Callable[[ClientConnection, dict[str, Any], "str | None"], None]
+_Handler = Callable[[ClientConnection, dict[str, Any], str], None]
 
 _HANDLERS: Final[dict[str, _Handler]] = {
     "RecognitionStarted": ClientConnection._on_recognition_started,

@@ -91,7 +91,15 @@ CLIENT_TRANSITIONS: Final[list[dict[str, Any]]] = [
     {"trigger": "open", "source": State.CONNECTING, "dest": State.AWAITING_RECOGNITION_STARTED},
     # RecognitionStarted received.
     {"trigger": "start", "source": State.AWAITING_RECOGNITION_STARTED, "dest": State.STREAMING},
-    # end_of_stream(), the last end_of_channel(), or Warning duration_limit_exceeded.
+    # RecognitionStarted received by a resumed connection whose stream had ended: the
+    # replay goes out, then the end of the stream.
+    {
+        "trigger": "start_drained",
+        "source": State.AWAITING_RECOGNITION_STARTED,
+        "dest": State.DRAINING,
+    },
+    # end_of_stream(), the last end_of_channel(), Warning duration_limit_exceeded, or
+    # take_over() of a connection whose stream had ended.
     {"trigger": "drain", "source": State.STREAMING, "dest": State.DRAINING},
     # EndOfTranscript received.
     {"trigger": "finish", "source": State.DRAINING, "dest": State.CLOSED},
@@ -198,8 +206,14 @@ CLIENT_RULES: Final[Mapping[str, Mapping[State, Rule]]] = {
     "force_end_of_utterance": _STREAMING_COMMAND,
     "get_speakers": _row(LOCAL, LOCAL, OK, OK, LOCAL, LOCAL),
     "close": _row(_CLOSE, _CLOSE, _CLOSE, _CLOSE, IGNORE, IGNORE),
+    # take_over(): a connection that has just started continues another one (a
+    # reconnect or a planned rollover); ":ended" when that stream had already ended.
+    "take_over": _row(LOCAL, LOCAL, OK, LOCAL, LOCAL, LOCAL),
+    "take_over:ended": _row(LOCAL, LOCAL, _trig("drain"), LOCAL, LOCAL, LOCAL),
     # Server messages.
     "RecognitionStarted": _row(LOCAL, _trig("start"), REMOTE, REMOTE, IGNORE, IGNORE),
+    # RecognitionStarted for a connection made by resume_from() after the stream ended.
+    "RecognitionStarted:ended": _row(LOCAL, _trig("start_drained"), REMOTE, REMOTE, IGNORE, IGNORE),
     "AudioAdded": _SESSION_MESSAGE,
     "ChannelAudioAdded": _SESSION_MESSAGE,
     "AddPartialTranscript": _SESSION_MESSAGE,
@@ -217,6 +231,9 @@ CLIENT_RULES: Final[Mapping[str, Mapping[State, Rule]]] = {
     "EndOfTranscript": _row(LOCAL, REMOTE, REMOTE, _trig("finish"), IGNORE, IGNORE),
     "<unknown>": _row(LOCAL, OK, OK, OK, IGNORE, IGNORE),
     "<binary>": _row(LOCAL, REMOTE, REMOTE, REMOTE, IGNORE, IGNORE),
+    # A message allowed in the state but wrong in itself: bad JSON, a wrong shape, an
+    # acknowledgement of audio never sent or going backwards.
+    "<violation>": _row(LOCAL, REMOTE, REMOTE, REMOTE, IGNORE, IGNORE),
 }
 
 CLIENT_INPUTS: Final = tuple(CLIENT_RULES)

@@ -126,7 +126,14 @@ def classify(data: str | bytes) -> tuple[str, str, Any, bool]:
     the stack, may hit the recursion limit first and see invalid JSON instead.
     """
     if not isinstance(data, str):
-        return "<binary>", "binary", None, False
+        # A binary frame holding a UTF-8 JSON object is read as text (the official
+        # clients read it so); anything else binary is refused.
+        if data.lstrip()[:1] != b"{":
+            return "<binary>", "binary", None, False
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return "<binary>", "binary", None, False
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit + 10_000)  # parse what the engine may parse, and more
     try:

@@ -102,7 +102,19 @@ APPLY: dict[str, Callable[[ClientConnection], None]] = {
     "EndOfTranscript": _message({"message": "EndOfTranscript"}),
     "<unknown>": _message({"message": "SomethingNew", "field": 1}),
     "<binary>": lambda c: c.receive_message(b"\x00\x01", now=1.0),
+    # A well-formed AudioAdded that acknowledges a frame never sent.
+    "<violation>": _message({"message": "AudioAdded", "seq_no": 99}),
+    "RecognitionStarted:ended": _message({"message": "RecognitionStarted", "id": "y"}),
+    "take_over": lambda c: c.take_over(_failed_with_audio()),
+    "take_over:ended": lambda c: c.take_over(_failed_with_audio(), end_stream=True),
 }
+
+
+def _failed_with_audio() -> ClientConnection:
+    old = client_in(State.STREAMING, frames=3)
+    old.connection_closed(1006, "gone", now=0.5)
+    old.events()
+    return old
 
 
 def test_every_input_has_an_applier() -> None:
@@ -126,6 +138,16 @@ def _engine_for(name: str, state: State) -> ClientConnection:
             frames=1,
             channel="left",
         )
+    if name.startswith("take_over"):
+        return client_in(state)  # a connection that has sent nothing yet
+    if name == "RecognitionStarted:ended" and state is State.AWAITING_RECOGNITION_STARTED:
+        # A resumed connection whose stream had ended before the failure.
+        old = client_in(State.DRAINING, frames=1)
+        old.connection_closed(1006, "gone", now=0.5)
+        new = ClientConnection.resume_from(old)
+        new.connection_opened(now=0.6)
+        new.actions()
+        return new
     return client_in(state, frames=1)
 
 

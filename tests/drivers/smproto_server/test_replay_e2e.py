@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from smproto import AudioFormat, State, TranscriptionConfig
+from smproto.assembler import TranscriptAssembler
 from smproto.events import (
     AddPartialTranscript,
     AddTranscript,
@@ -25,7 +26,7 @@ from smproto.events import (
     EndOfUtterance,
     RecognitionStarted,
 )
-from smproto.transcript import Result, TranscriptAssembler, join_results, parse_results
+from smproto.transcript import Result, join_results, parse_results
 from smproto_server import serve
 from smproto_server.recognizers import ReplayRecognizer
 from tests.drivers.smproto_server._client_loop import run_client
