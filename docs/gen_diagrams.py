@@ -15,7 +15,7 @@ DOCS = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    for role in ("client", "server"):
+    for role in ("client", "server", "session"):
         for path, text in (
             (DOCS / f"{role}-states.mmd", mermaid_diagram(role)),
             (DOCS / f"{role}-rules.md", rules_markdown(role)),

@@ -352,6 +352,11 @@ class ClientConnection:
         can skip its write path, and its write lock, when there is nothing to write."""
         return bool(self._actions)
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`next_event` would return an event (it takes nothing)."""
+        return bool(self._events)
+
     def next_event(self) -> Event | None:
         """Take the next event for the application, or ``None`` when there is none."""
         events = self._events

@@ -37,9 +37,14 @@ __all__ = [
     "SERVER_MACHINE",
     "SERVER_RULES",
     "SERVER_TRANSITIONS",
+    "SESSION_INPUTS",
+    "SESSION_MACHINE",
+    "SESSION_RULES",
+    "SESSION_TRANSITIONS",
     "Outcome",
     "Rule",
     "ServerState",
+    "SessionState",
     "State",
     "allowed_states",
     "fire",
@@ -140,6 +145,10 @@ class Outcome(enum.Enum):
     LOCAL_ERROR = "local_error"
     #: The peer broke the protocol: ``RemoteProtocolError``, the connection fails.
     REMOTE_ERROR = "remote_error"
+    #: (Sessions) Not now: a connection is being made; the driver waits and tries again.
+    WAIT = "wait"
+    #: (Sessions) Refused with the session's failure (a ``SessionError``): it is over.
+    FAILURE = "failure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,12 +429,183 @@ SERVER_INPUTS: Final = tuple(SERVER_RULES)
 _check_rules(SERVER_RULES, SERVER_MACHINE, ServerState)
 
 
+# ---------------------------------------------------------------------------
+# The client session: one stream of audio over as many connections as it takes.
+
+
+class SessionState(enum.Enum):
+    """Where a client session (``smproto.session.ClientSession``) is in its life.
+
+    ::
+
+        IDLE → OPENING → ACTIVE ⇄ ROLLING_OVER
+                 ↑  ↓      ↓          ↓
+               BACKING_OFF ←──────────┘ (a retryable failure)
+        ACTIVE → DRAINING → CLOSED;  any live state → CLOSED (close()) or FAILED
+    """
+
+    #: Created; :meth:`~smproto.session.ClientSession.start` not called yet.
+    IDLE = "IDLE"
+    #: A connection is being made (key, handshake, ``RecognitionStarted``): the first
+    #: one, or one that continues a failed one.
+    OPENING = "OPENING"
+    #: Recognition runs on the current connection: audio may be sent.
+    ACTIVE = "ACTIVE"
+    #: The current connection still runs while the next one opens, before a limit the
+    #: server announced (make before break); audio still goes to the current one.
+    ROLLING_OVER = "ROLLING_OVER"
+    #: A connection failed and a new one will be made after a delay.
+    BACKING_OFF = "BACKING_OFF"
+    #: The stream has ended; waiting for ``EndOfTranscript``.
+    DRAINING = "DRAINING"
+    #: Finished: ``EndOfTranscript`` received, or the application closed the session.
+    CLOSED = "CLOSED"
+    #: Given up: see the session's ``failure``.
+    FAILED = "FAILED"
+
+    def __repr__(self) -> str:
+        return f"SessionState.{self.name}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_S = SessionState
+_SESSION_LIVE = [_S.IDLE, _S.OPENING, _S.ACTIVE, _S.ROLLING_OVER, _S.BACKING_OFF, _S.DRAINING]
+_SESSION_RUNNING = _SESSION_LIVE[1:]
+
+#: The session's triggers: name, source state(s), destination.
+SESSION_TRANSITIONS: Final[list[dict[str, Any]]] = [
+    # start(): the first connection is asked for.
+    {"trigger": "start", "source": _S.IDLE, "dest": _S.OPENING},
+    # The connection being made got RecognitionStarted (":drained" when the stream had
+    # ended meanwhile: the connection replays, then ends the stream).
+    {"trigger": "started", "source": _S.OPENING, "dest": _S.ACTIVE},
+    {"trigger": "started_drained", "source": _S.OPENING, "dest": _S.DRAINING},
+    # Warning session_timeout, or max_session_seconds: the next connection opens.
+    {"trigger": "roll_over", "source": _S.ACTIVE, "dest": _S.ROLLING_OVER},
+    # The next connection started and took over; or it could not be made.
+    {"trigger": "rolled_over", "source": _S.ROLLING_OVER, "dest": _S.ACTIVE},
+    {"trigger": "rollover_failed", "source": _S.ROLLING_OVER, "dest": _S.ACTIVE},
+    # end_of_stream(), the last end_of_channel(), or the server's duration limit.
+    {"trigger": "drain", "source": [_S.ACTIVE, _S.ROLLING_OVER], "dest": _S.DRAINING},
+    # A retryable failure, within the policy and the retry budget.
+    {
+        "trigger": "back_off",
+        "source": [_S.OPENING, _S.ACTIVE, _S.ROLLING_OVER, _S.DRAINING],
+        "dest": _S.BACKING_OFF,
+    },
+    # The delay has passed: the next attempt.
+    {"trigger": "retry", "source": _S.BACKING_OFF, "dest": _S.OPENING},
+    # EndOfTranscript on the current connection.
+    {"trigger": "finish", "source": _S.DRAINING, "dest": _S.CLOSED},
+    # close(): the application aborts.
+    {"trigger": "close", "source": _SESSION_LIVE, "dest": _S.CLOSED},
+    # A failure that is not retried (not retryable, attempts or budget used up, a
+    # lossless resume impossible).
+    {"trigger": "fail", "source": _SESSION_RUNNING, "dest": _S.FAILED},
+]
+
+#: The machine that runs :data:`SESSION_TRANSITIONS`. It has no models of its own.
+SESSION_MACHINE: Final = Machine(
+    model=None,
+    states=SessionState,
+    transitions=SESSION_TRANSITIONS,
+    initial=SessionState.IDLE,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+)
+
+
+def _sess(
+    idle: Rule,
+    opening: Rule,
+    active: Rule,
+    rolling_over: Rule,
+    backing_off: Rule,
+    draining: Rule,
+    closed: Rule,
+    failed: Rule,
+) -> dict[SessionState, Rule]:
+    return {
+        _S.IDLE: idle,
+        _S.OPENING: opening,
+        _S.ACTIVE: active,
+        _S.ROLLING_OVER: rolling_over,
+        _S.BACKING_OFF: backing_off,
+        _S.DRAINING: draining,
+        _S.CLOSED: closed,
+        _S.FAILED: failed,
+    }
+
+
+WAIT = Rule(Outcome.WAIT)
+FAILURE = Rule(Outcome.FAILURE)
+_DRAIN = _trig("drain")
+_BACK_OFF = _trig("back_off")
+
+
+def _when(cells: Mapping[SessionState, Rule]) -> dict[SessionState, Rule]:
+    """A row that is ignored in every state but those given."""
+    return {state: cells.get(state, IGNORE) for state in SessionState}
+
+
+# A command for the running recognition: waits while a connection is being made.
+_S_COMMAND = _sess(LOCAL, WAIT, OK, OK, WAIT, LOCAL, LOCAL, FAILURE)
+# Something that happens to the session: handled where it can happen, ignored elsewhere.
+_S_GIVE_UP = _sess(IGNORE, _FAIL, _FAIL, _FAIL, _FAIL, _FAIL, IGNORE, IGNORE)
+
+#: For every session input and state, what happens. Commands come from the application;
+#: the other inputs are what the session concludes from its connections and timers.
+SESSION_RULES: Final[Mapping[str, Mapping[SessionState, Rule]]] = {
+    # Commands.
+    "start": _sess(_trig("start"), LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL, LOCAL),
+    "send_audio": _S_COMMAND,
+    "send_channel_audio": _S_COMMAND,
+    "set_recognition_config": _S_COMMAND,
+    "force_end_of_utterance": _S_COMMAND,
+    # Ignored once the stream ended (as by the engine).
+    "end_of_channel": _sess(LOCAL, WAIT, OK, OK, WAIT, IGNORE, LOCAL, FAILURE),
+    "get_speakers": _sess(LOCAL, WAIT, OK, OK, WAIT, OK, LOCAL, FAILURE),
+    # While a connection is being made, the end is remembered: the next one ends the
+    # stream once it has replayed the audio.
+    # The drain follows from the connection's (stream_ended), as for the other ends.
+    "end_of_stream": _sess(LOCAL, OK, OK, OK, OK, IGNORE, IGNORE, FAILURE),
+    "close": _sess(_CLOSE, _CLOSE, _CLOSE, _CLOSE, _CLOSE, _CLOSE, IGNORE, IGNORE),
+    # What the session concludes.
+    "connection_started": _when({_S.OPENING: _trig("started")}),
+    "connection_started:drained": _when({_S.OPENING: _trig("started_drained")}),
+    "stream_ended": _when({_S.ACTIVE: _DRAIN, _S.ROLLING_OVER: _DRAIN, _S.DRAINING: OK}),
+    "end_of_transcript": _when({_S.DRAINING: _trig("finish")}),
+    "failure:retry": _when(
+        {
+            _S.OPENING: _BACK_OFF,
+            _S.ACTIVE: _BACK_OFF,
+            _S.ROLLING_OVER: _BACK_OFF,
+            _S.DRAINING: _BACK_OFF,
+        }
+    ),
+    "failure:give_up": _S_GIVE_UP,
+    "backoff_elapsed": _when({_S.BACKING_OFF: _trig("retry")}),
+    "budget_spent": _S_GIVE_UP,
+    "rollover_due": _when({_S.ACTIVE: _trig("roll_over")}),
+    "next_started": _when({_S.ROLLING_OVER: _trig("rolled_over")}),
+    "next_failed": _when({_S.ROLLING_OVER: _trig("rollover_failed")}),
+}
+
+SESSION_INPUTS: Final = tuple(SESSION_RULES)
+
+_check_rules(SESSION_RULES, SESSION_MACHINE, SessionState)
+
+
 def _role(role: str) -> tuple[type[enum.Enum], list[dict[str, Any]], Any, Mapping[str, Any]]:
     if role == "client":
         return State, CLIENT_TRANSITIONS, State.CONNECTING, CLIENT_RULES
     if role == "server":
         return ServerState, SERVER_TRANSITIONS, ServerState.HANDSHAKE, SERVER_RULES
-    raise ValueError(f"unknown role {role!r} (expected 'client' or 'server')")
+    if role == "session":
+        return SessionState, SESSION_TRANSITIONS, SessionState.IDLE, SESSION_RULES
+    raise ValueError(f"unknown role {role!r} (expected 'client', 'server' or 'session')")
 
 
 def mermaid_diagram(role: str = "client") -> str:
@@ -444,7 +624,7 @@ def mermaid_diagram(role: str = "client") -> str:
         initial=initial,
         auto_transitions=False,
         graph_engine="mermaid",
-        title=f"smproto {role} connection",
+        title="smproto client session" if role == "session" else f"smproto {role} connection",
         show_state_attributes=False,
     )
     model = _Model()
@@ -474,6 +654,10 @@ def rules_markdown(role: str = "client") -> str:
                 cells.append("ignored")
             elif rule.outcome is Outcome.LOCAL_ERROR:
                 cells.append("LocalProtocolError")
+            elif rule.outcome is Outcome.WAIT:
+                cells.append("wait")
+            elif rule.outcome is Outcome.FAILURE:
+                cells.append("raises the failure")
             elif rule.detail:
                 cells.append(f"Error {rule.detail}")
             else:

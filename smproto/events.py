@@ -36,6 +36,7 @@ __all__ = [
     "LanguagePackInfo",
     "RecognitionStarted",
     "Reconnected",
+    "RolledOver",
     "ServerError",
     "ServerInfo",
     "ServerWarning",
@@ -293,14 +294,39 @@ class UnknownMessage(Event):
 
 @dataclass(frozen=True, slots=True)
 class Reconnected(Event):
-    """A driver replaced a failed connection with a new one (``resume_from``): the
-    session goes on, on the same timeline, with no audio lost."""
+    """The session replaced a failed connection with a new one that continues it
+    (``ClientConnection.take_over``): the stream goes on, on the same timeline, with no
+    audio lost and nothing delivered twice. It comes just before the new connection's
+    ``RecognitionStarted``."""
 
-    #: How many times the session has reconnected.
+    #: How many connection attempts this reconnection took (1: the first one worked).
     attempt: int
     #: Why the previous connection failed.
     reason: str
-    raw: dict[str, Any] = field(repr=False)
+    #: Seconds from the failure to the new connection's start (the outage).
+    gap_seconds: float
+    #: Seconds of audio sent again (what no final had covered yet).
+    replayed_seconds: float
+    #: How many times the session has reconnected, this time included.
+    reconnects: int
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RolledOver(Event):
+    """The session moved to a new connection before a limit the server announced
+    (``Warning session_timeout``) or ``max_session_seconds``: make before break. The
+    new connection started while the old one still ran, took over its stream, and the
+    old one was ended with ``EndOfStream``. Nothing was lost or repeated, and there was
+    no gap. It comes just before the new connection's ``RecognitionStarted``."""
+
+    #: Why: ``"session_timeout"`` (the server's warning) or ``"max_session_seconds"``.
+    reason: str
+    #: Seconds of audio the new connection was sent again, for context.
+    replayed_seconds: float
+    #: How many times the session has rolled over, this time included.
+    rollovers: int
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

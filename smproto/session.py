@@ -1,9 +1,12 @@
-"""What every client driver shares, with no IO: the typed errors a session raises, and
-the reconnect policy.
+"""The client session, with no IO: :class:`ClientSession`, the typed errors it ends
+with, the reconnect policy, and the event backlog.
 
-The asyncio and trio drivers (``smproto_asyncio``, ``smproto_trio``) raise exactly these
-exceptions out of ``connect()`` and from a session's methods, never a bare library
-exception. Each has :attr:`SessionError.retryable`: whether a new attempt may succeed.
+A session is one continuous stream of audio over as many connections as it takes
+(:class:`ClientSession`); every client driver (``smproto_asyncio``, ``smproto_trio``,
+``smproto_sync``, ``smproto_livekit``) is a pump around one, so they all decide the same
+way. They raise exactly these exceptions out of ``connect()`` and from a session's
+methods, never a bare library exception. Each has :attr:`SessionError.retryable`:
+whether a new attempt may succeed.
 
 ::
 
@@ -32,20 +35,17 @@ from .events import (
     AddTranslation,
     AudioAdded,
     ChannelAudioAdded,
-    ConnectionClosed,
-    EndOfTranscript,
     Event,
-    ServerError,
 )
 
 if TYPE_CHECKING:
     from ._client import ClientConnection
 
-#: Engine events a driver's session does not queue for the application.
-_NOT_DELIVERED = (ConnectionClosed, ServerError)
-
 __all__ = [
+    "NO_RECONNECT",
+    "SLOW_RETRY_CLOSE_CODES",
     "AuthenticationError",
+    "ClientSession",
     "ConnectionFailed",
     "ConnectionLost",
     "EventBacklog",
@@ -154,6 +154,9 @@ def error_for_failure(failure: Failure) -> SessionError:
 
 #: Speechmatics asks clients to wait 5-10 s before retrying these.
 _SLOW_RETRY_TYPES = frozenset({"quota_exceeded", "job_error", "internal_error", "unknown_error"})
+#: The close codes that follow those errors (quota, job error, internal error): a retry
+#: after them waits 5-10 s too, even when the ``Error`` message never arrived.
+SLOW_RETRY_CLOSE_CODES = frozenset({4005, 4013, 1011})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +165,20 @@ class ReconnectPolicy:
 
     Attempts back off exponentially (``initial_delay`` * ``multiplier`` ** n, at most
     ``max_delay``, with ± ``jitter`` randomness). After ``quota_exceeded``, ``job_error``
-    and internal errors the wait is at least ``slow_retry_delay`` (Speechmatics asks for
-    5 to 10 s). The attempt count starts again once a connection gets further than
+    and internal errors, and after their close codes (4005, 4013, 1011), the wait is
+    ``slow_retry_delay`` to ``slow_retry_delay`` * (1 + ``jitter``) (Speechmatics asks
+    for 5 to 10 s). The attempt count starts again once a connection gets further than
     any before it (the server acknowledges audio it had not acknowledged before).
-    ``ReconnectPolicy(max_attempts=0)`` never reconnects.
+
+    ``retry_budget`` bounds the time a session spends failing — in attempts that fail
+    and in the waits between them — since it last made such progress: once spent, the
+    session ends with the last error, whatever ``max_attempts`` says. It lives in the
+    session, so no retry loop around it (LiveKit's, say) can reset it.
+
+    ``rollover``: before a limit the server announces (``Warning session_timeout``), or
+    after ``max_session_seconds``, the session opens a new connection while the old one
+    still runs and moves the stream over (make before break).
+    ``ReconnectPolicy(max_attempts=0)`` never reconnects, nor rolls over.
     """
 
     max_attempts: int = 5
@@ -176,13 +189,21 @@ class ReconnectPolicy:
     slow_retry_delay: float = 5.0
     #: Reconnect even if audio was already lost (retention overflowed); otherwise fail.
     allow_loss: bool = False
+    #: Seconds of failing without progress after which the session gives up.
+    retry_budget: float = 60.0
+    #: Retry the first connection too (before recognition ever started), as a voice
+    #: agent wants; by default a first connection that fails ends ``connect()`` at once.
+    retry_first_connection: bool = False
+    #: Roll over to a new connection before a server-imposed limit (make before break).
+    rollover: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 0:
-            raise ValueError("max_attempts must be >= 0")
-        for name in ("initial_delay", "max_delay", "slow_retry_delay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        if type(self.max_attempts) is not int or self.max_attempts < 0:
+            raise ValueError("max_attempts must be an integer >= 0")
+        for name in ("initial_delay", "max_delay", "slow_retry_delay", "retry_budget"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.multiplier < 1 or not 0 <= self.jitter < 1:
             raise ValueError("multiplier must be >= 1 and jitter in [0, 1)")
 
@@ -193,10 +214,22 @@ class ReconnectPolicy:
     def delay(self, error: SessionError, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt number ``attempt`` (1-based)."""
         base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
-        if isinstance(error, TranscriptionError) and error.type in _SLOW_RETRY_TYPES:
-            base = max(base, self.slow_retry_delay)
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
+        rng = rng or random  # type: ignore[assignment]
+        if is_slow_retry(error):
+            # At least slow_retry_delay: the jitter only adds.
+            slow = max(base, self.slow_retry_delay)
+            return slow * (1 + rng.uniform(0, self.jitter))  # type: ignore[union-attr]
+        spread = rng.uniform(-self.jitter, self.jitter)  # type: ignore[union-attr]
         return max(0.0, base * (1 + spread))
+
+
+def is_slow_retry(error: SessionError) -> bool:
+    """Whether Speechmatics asks for 5-10 s before retrying after ``error``: an ``Error``
+    of type ``quota_exceeded``, ``job_error`` or an internal error, or a connection
+    closed with their codes (4005, 4013, 1011)."""
+    if isinstance(error, TranscriptionError):
+        return error.type in _SLOW_RETRY_TYPES
+    return isinstance(error, ConnectionLost) and error.code in SLOW_RETRY_CLOSE_CODES
 
 
 #: Never reconnect.
@@ -270,17 +303,6 @@ class EventBacklog:
                 self._drop_superseded(event)
         events.append(event)
 
-    def push_all(self, events: list[Event]) -> None:
-        """Add what the engine produced, as a driver delivers it: a ``ConnectionClosed``
-        or ``ServerError`` is left out (the driver raises it as a :class:`SessionError`,
-        or a reconnect absorbs it), and ``EndOfTranscript`` ends the backlog."""
-        for event in events:
-            if isinstance(event, _NOT_DELIVERED):
-                continue
-            self.push(event)
-            if type(event) is EndOfTranscript:
-                self.ended = True  # the session is complete
-
     def _drop_superseded(self, event: AddPartialTranscript | AddPartialTranslation) -> None:
         events = self._events
         if isinstance(event, AddPartialTranscript):
@@ -315,3 +337,7 @@ class EventBacklog:
     def end(self) -> None:
         """No more events will come."""
         self.ended = True
+
+
+# The session engine, in a module of its own (it needs everything above).
+from ._session import ClientSession  # noqa: E402

@@ -16,10 +16,8 @@ from smproto.events import (
     AddPartialTranslation,
     AddTranscript,
     AudioAdded,
-    ConnectionClosed,
     EndOfTranscript,
     Event,
-    ServerError,
 )
 from smproto.session import (
     AuthenticationError,
@@ -112,15 +110,6 @@ def test_backlog_drops_only_what_a_late_reader_does_not_need() -> None:
     order = [getattr(e, "raw", {}).get("t", type(e).__name__) for e in iter(backlog.pop, None)]
     assert order == ["a", "AudioAdded", "b2", "b", "c1", "EndOfTranscript"]
     assert backlog.dropped == 2
-
-
-def test_push_all_leaves_out_what_a_driver_raises_and_ends_with_the_transcript() -> None:
-    backlog = EventBacklog()
-    backlog.push_all([AudioAdded(1, {}), ServerError("job_error", "x", None, None, False, {})])
-    assert not backlog.ended
-    backlog.push_all([ConnectionClosed(1011, "x", None, {}), EndOfTranscript({})])
-    assert backlog.ended
-    assert [type(e) for e in iter(backlog.pop, None)] == [AudioAdded, EndOfTranscript]
 
 
 def test_a_final_protects_the_partial_before_it() -> None:

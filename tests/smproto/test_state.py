@@ -229,7 +229,7 @@ def test_machine_keeps_no_models() -> None:
 DIAGRAM = REPO / "docs" / "client-states.mmd"
 
 
-@pytest.mark.parametrize("role", ["client", "server"])
+@pytest.mark.parametrize("role", ["client", "server", "session"])
 def test_committed_diagram_is_current(role: str) -> None:
     """docs/<role>-states.mmd is generated from the machine by docs/gen_diagrams.py."""
     assert (REPO / "docs" / f"{role}-states.mmd").read_text() == mermaid_diagram(role), (
@@ -237,7 +237,7 @@ def test_committed_diagram_is_current(role: str) -> None:
     )
 
 
-@pytest.mark.parametrize("role", ["client", "server"])
+@pytest.mark.parametrize("role", ["client", "server", "session"])
 def test_committed_rules_table_is_current(role: str) -> None:
     assert (REPO / "docs" / f"{role}-rules.md").read_text() == rules_markdown(role), (
         "the rules table in docs/ is stale: run python docs/gen_diagrams.py"
@@ -250,6 +250,27 @@ def test_diagram_shows_every_trigger() -> None:
         assert f": {row['trigger']}" in text
     for state in State:
         assert state.name in text
+
+
+def test_session_diagram_shows_every_trigger() -> None:
+    from smproto._state import SESSION_TRANSITIONS, SessionState
+
+    text = mermaid_diagram("session")
+    for row in SESSION_TRANSITIONS:
+        assert row["trigger"] in text
+    for state in SessionState:
+        assert state.name in text
+
+
+def test_session_machine_keeps_no_models() -> None:
+    from smproto._state import SESSION_MACHINE
+    from tests.smproto.session_harness import World, session
+
+    before = list(SESSION_MACHINE.models)
+    worlds = [World(session()) for _ in range(3)]
+    for world in worlds:
+        world.run()
+    assert SESSION_MACHINE.models == before
 
 
 def test_diagram_path_is_inside_docs() -> None:
