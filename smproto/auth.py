@@ -20,6 +20,7 @@ when the response body could echo one).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Final
 from .errors import TemporaryKeyError
 
 __all__ = [
+    "API_KEY_VARIABLE",
     "DEFAULT_MANAGEMENT_URL",
     "DEFAULT_RT_URL",
     "HTTPRequest",
@@ -35,6 +37,7 @@ __all__ = [
     "mask_credentials",
     "parse_temporary_key_response",
     "redact",
+    "resolve_api_key",
     "session_url",
     "temporary_key_request",
 ]
@@ -45,6 +48,17 @@ DEFAULT_MANAGEMENT_URL: Final = "https://mp.speechmatics.com"
 DEFAULT_RT_URL: Final = "wss://eu2.rt.speechmatics.com/v2"
 
 _MIN_TTL, _MAX_TTL = 60, 86_400
+
+#: The environment variable a client takes the API key from when none is given.
+API_KEY_VARIABLE: Final = "SPEECHMATICS_API_KEY"
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """``api_key``, or else ``SPEECHMATICS_API_KEY`` from the environment (an empty value
+    counts as none); ``None`` when neither is set (a local server needs no key)."""
+    if api_key is not None:
+        return api_key
+    return os.environ.get(API_KEY_VARIABLE) or None
 
 
 _CREDENTIALS = (

@@ -118,10 +118,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def driver(anyio_backend: str) -> ModuleType:
     """The client driver for the backend under test."""
-    import smproto_asyncio
-    import smproto_trio
+    import importlib
 
-    return smproto_asyncio if anyio_backend == "asyncio" else smproto_trio
+    return importlib.import_module(f"smproto_{anyio_backend}")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Client sessions over asyncio and ``websockets``, around ``smproto.ClientConnection``.
+"""Client sessions over asyncio and ``websockets``: a pump around ``smproto.session.ClientSession``.
 
     async with connect(url, api_key=..., transcription_config=..., audio_format=...) as session:
         async def send():
@@ -9,12 +9,11 @@
         async for event in session:               # ends after EndOfTranscript
             ...
 
-Each message the server sends is fed to the engine as it is read, its events queued for
-the iterator; the engine's timers are loop callbacks; the application's calls go through
-the same engine. On a retryable failure a supervising task opens a new connection from
-the old engine
-(``ClientConnection.resume_from``), which replays the audio no final transcript covered:
-the application sees one continuous session.
+Everything that decides (which connection to open, when to retry, how the next one
+continues the stream, when to roll over, what the application sees) is the sans-IO
+session's. This module opens the connections it asks for, feeds each message to it where
+``websockets`` parses it, writes what it asks, keeps one ``call_at`` timer at its
+deadline and wakes the tasks that wait on it.
 """
 
 from __future__ import annotations
@@ -24,61 +23,35 @@ import contextlib
 import logging
 import os
 import ssl as ssl_module
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.protocol import OPEN
 
 from smproto import (
     AudioFormat,
     AudioInFlight,
     ClientConnection,
-    CloseTransport,
-    LocalProtocolError,
     SendBinary,
     SendText,
-    State,
     TranscriptAssembler,
     TranscriptionConfig,
 )
-from smproto.actions import Action
+from smproto._state import SessionState
+from smproto.actions import AbortConnection, OpenConnection, RequestTemporaryKey, Transmit
 from smproto.audio import pcm_chunks, wav_to_pcm
-from smproto.auth import (
-    DEFAULT_MANAGEMENT_URL,
-    DEFAULT_RT_URL,
-    handshake_headers,
-    parse_temporary_key_response,
-    redact,
-    session_url,
-    temporary_key_request,
-)
+from smproto.auth import DEFAULT_MANAGEMENT_URL, DEFAULT_RT_URL, resolve_api_key
 from smproto.config import AudioEventsConfig, TranslationConfig
-from smproto.errors import TemporaryKeyError
-from smproto.events import (
-    Event,
-    Reconnected,
-)
-from smproto.session import (
-    AuthenticationError,
-    ConnectionFailed,
-    EventBacklog,
-    HandshakeRejected,
-    ReconnectAttempts,
-    ReconnectPolicy,
-    SessionError,
-    SessionTimeout,
-    error_for_failure,
-)
-
-from ._http import post
-from ._logging import redacting_logger
-from ._messages import MessageHook, MessageIntake
+from smproto.events import Event
+from smproto.session import ClientSession, ReconnectPolicy
+from smproto_io.http import post
+from smproto_io.log import redacting_logger
+from smproto_io.ws import MessageHook
 
 __all__ = ["Session", "connect", "transcribe"]
 
@@ -92,16 +65,16 @@ _PEER_FAULTS = frozenset({1002, 1007, 1009})
 
 
 class _WebSocket(MessageHook, WebSocket):
-    """websockets' asyncio client connection, handing each message to the session as it
-    is parsed, in ``data_received`` (see :mod:`smproto_asyncio._messages`)."""
+    """websockets' asyncio client connection: each message goes to the session where it is
+    parsed (``MessageHook``), a burst of frames is one write, and the end of the
+    connection is reported as it happens."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writing_paused = False
         self._writable: asyncio.Future[None] | None = None
-
-    # The session writes through ``protocol`` and ``transport`` itself; these tell it
-    # when the socket's buffer is over websockets' high-water mark.
+        #: Called once the transport is gone.
+        self.on_lost: Callable[[], None] | None = None
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -116,28 +89,26 @@ class _WebSocket(MessageHook, WebSocket):
         super().connection_lost(exc)
         self.writing_paused = False
         self._wake_writers()
+        if self.on_lost is not None:
+            self.on_lost()
 
     def send_data(self) -> None:
         """Write what the protocol has to send in one call (websockets writes each frame
-        on its own: its ``data_received`` would otherwise turn a burst of audio the
-        session queued into a system call per frame)."""
+        on its own: a burst of audio would be a system call per frame)."""
         data = self.protocol.data_to_send()
-        if not data:
-            return
-        transport = self.transport
-        if transport.is_closing():
+        if not data or self.transport.is_closing():
             return
         if all(data):
-            transport.writelines(data)
+            self.transport.writelines(data)
             return
         for chunk in data:  # b"" is the end of the stream, after the closing handshake
             if chunk:
-                transport.write(chunk)
-            elif transport.can_write_eof():
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
                 with contextlib.suppress(Exception):  # as websockets: plausibly OSError
-                    transport.write_eof()
+                    self.transport.write_eof()
             else:
-                transport.close()
+                self.transport.close()
 
     def _wake_writers(self) -> None:
         waiter = self._writable
@@ -154,134 +125,102 @@ class _WebSocket(MessageHook, WebSocket):
                 self._writable = None
 
 
-class Session(MessageIntake):
+class Session:
     """One transcription session, possibly over several connections.
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
     ``EndOfTranscript`` and raises a :class:`smproto.session.SessionError` on failure.
-
-    How it runs: each message the server sends is fed to the engine as it is read (in
-    the connection's ``data_received``), its events go to a bounded backlog, and only a
-    task waiting for them is woken: the application's iterator when there are events,
-    a sender waiting in :meth:`send_audio` once a quarter of the window is free again.
-    The engine's timers are ``call_at`` callbacks. A supervising task waits for the
-    connection to end and reconnects after a retryable failure.
+    :attr:`core` is the sans-IO session that decides everything; this object does its IO.
     """
 
-    def __init__(
-        self,
-        opener: _Opener,
-        engine: ClientConnection,
-        policy: ReconnectPolicy,
-        event_queue_size: int,
-    ) -> None:
-        self._opener = opener
-        self._engine = engine
-        self._policy = policy
-        self._ws: _WebSocket | None = None
-        self._backlog = EventBacklog(event_queue_size)
-        self._changed = asyncio.Event()  # state changes: set() then clear() wakes all
-        self._write_lock = asyncio.Lock()
-        self._outbox: deque[Action] = deque()  # a close and what follows it, unwritten
-        self._write_scheduled = False
-        self._failure: SessionError | None = None
-        self._failure_reported = False
-        self._done = False
-        self._ended = False  # the application ended the stream
-        self._pump: asyncio.Task[None] | None = None  # the supervising task
+    def __init__(self, core: ClientSession, transport: dict[str, Any]) -> None:
+        #: The sans-IO session.
+        self.core = core
+        self._transport = transport
+        self._close_timeout: float = transport["close_timeout"]
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None  # armed at the engine's deadline
+        self._now = self._loop.time
+        self._sockets: dict[int, _WebSocket] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # opening, or a key request
+        self._closing: dict[int, asyncio.Task[None]] = {}  # connections being closed
+        self._timer: asyncio.TimerHandle | None = None
+        self._state = core.state
+        self._paused = False
+        self._write_scheduled = False
         self._readable: asyncio.Future[None] | None = None  # the iterator, waiting
         self._room: asyncio.Future[None] | None = None  # a sender, waiting for room
-        self._over: asyncio.Future[None] | None = None  # the connection reached its end
-        self._flusher: asyncio.Task[None] | None = None
-        self._state = engine.state
-        self._reading_paused = False
-        self._held: deque[str | bytes | None] = deque()  # read while paused, not fed yet
-        self._now = self._loop.time
-        #: How many times the session reconnected.
-        self.reconnects = 0
+        self._changed = asyncio.Event()  # set() then clear(): wakes every other waiter
 
     def __repr__(self) -> str:
-        return (
-            f"<Session state={self._engine.state.name} reconnects={self.reconnects} "
-            f"in_flight={self._engine.audio_in_flight.frames}>"
-        )
+        return f"<Session {self.core!r}>"
 
     # ------------------------------------------------------------------ state
 
     @property
-    def state(self) -> State:
-        """The current connection's state."""
-        return self._engine.state
+    def state(self) -> SessionState:
+        """Where the session is (``ACTIVE``, ``ROLLING_OVER``, ``DRAINING``, ...)."""
+        return self.core.state
 
     @property
     def connection(self) -> ClientConnection:
-        """The current sans-IO engine (a new one after each reconnect)."""
-        return self._engine
+        """The current connection's sans-IO engine (a new one after a reconnect)."""
+        return self.core.connection
 
     @property
     def audio_in_flight(self) -> AudioInFlight:
         """Audio sent but not yet acknowledged."""
-        return self._engine.audio_in_flight
+        return self.core.audio_in_flight
 
     @property
     def dropped_events(self) -> int:
-        """Events dropped because the application read too slowly (acknowledgements, and
-        partials superseded before they were read; never finals)."""
-        return self._backlog.dropped
+        """Events dropped because the application read too slowly (never finals)."""
+        return self.core.dropped_events
+
+    @property
+    def reconnects(self) -> int:
+        """How many times a failed connection was replaced."""
+        return self.core.reconnects
+
+    @property
+    def rollovers(self) -> int:
+        """How many times the session moved to a new connection before a limit."""
+        return self.core.rollovers
 
     # ------------------------------------------------------------------ commands
 
     async def send_audio(self, chunk: bytes) -> int:
-        """Send a chunk of audio; waits while the in-flight window is full (or while
-        reconnecting). Returns the frame's ``seq_no`` in the current connection."""
-        engine = self._engine
-        if engine.state is not State.STREAMING or engine.audio_window_full:
-            await self._wait_for_room()
-            engine = self._engine
-        seq_no = engine.send_audio(chunk, now=self._loop.time())
-        if self._timer is None:
-            self._arm_timer(engine)  # the ack deadline starts with the first frame unacked
-        self._write()
-        ws = self._ws
-        if self._outbox or (ws is not None and ws.writing_paused):
-            await self._flush()
+        """Send a chunk of audio; waits while the in-flight window is full (or while a
+        connection is being made). Returns the frame's ``seq_no`` on its connection."""
+        core = self.core
+        if not core.check_send_audio():
+            await self._wait(core.check_send_audio, room=True)
+        seq_no = core.send_audio(chunk, now=self._now())
+        self._after()
+        ws = self._sockets.get(core.connection_id or 0)
+        if ws is not None and ws.writing_paused:
+            await ws.wait_writable()
         return seq_no
 
     async def send_channel_audio(self, channel: str, chunk: bytes) -> int:
         """Send a chunk of one channel's audio (multichannel sessions)."""
-        await self._wait_for_room()
-        engine = self._engine
-        seq_no = engine.send_channel_audio(channel, chunk, now=self._loop.time())
-        if self._timer is None:
-            self._arm_timer(engine)
+        await self._wait(self.core.check_send_audio, room=True)
+        seq_no = self.core.send_channel_audio(channel, chunk, now=self._now())
         await self._flush()
         return seq_no
 
     async def end_of_stream(self) -> None:
         """No more audio. Transcripts keep coming until ``EndOfTranscript``."""
-        self._raise_failure()
-        self._ended = True
-        engine = self._engine
-        if engine.state is State.STREAMING:
-            engine.end_of_stream(now=self._loop.time())
-            self._after(engine)
-            await self._flush()
-        # Otherwise a reconnect is under way: the new connection ends the stream.
+        self.core.end_of_stream(now=self._now())
+        await self._flush()
 
     async def end_of_channel(self, channel: str) -> None:
         """No more audio on ``channel``."""
-        await self._wait_streaming()
-        engine = self._engine
-        engine.end_of_channel(channel, now=self._loop.time())
-        self._after(engine)
-        await self._flush()
+        await self._command("end_of_channel", lambda: self.core.end_of_channel(channel))
 
     async def set_recognition_config(self, *args: Any, **changes: Any) -> TranscriptionConfig:
         """Change settings mid-session (see ``ClientConnection.set_recognition_config``)."""
-        await self._wait_streaming()
-        config = self._engine.set_recognition_config(*args, **changes)
+        await self._wait(lambda: self.core.check_command("set_recognition_config"))
+        config = self.core.set_recognition_config(*args, **changes)
         await self._flush()
         return config
 
@@ -289,25 +228,25 @@ class Session(MessageIntake):
         self, timestamp: float | None = None, *, channel: str | None = None
     ) -> None:
         """Ask the server to finalise what it has now."""
-        await self._wait_streaming()
-        self._engine.force_end_of_utterance(timestamp, channel=channel)
-        await self._flush()
+        await self._command(
+            "force_end_of_utterance",
+            lambda: self.core.force_end_of_utterance(timestamp, channel=channel),
+        )
 
     async def get_speakers(self, final: bool = False) -> None:
         """Ask for the speakers identified so far (answered by a ``SpeakersResult`` event)."""
-        await self._wait_streaming()
-        self._engine.get_speakers(final)
-        await self._flush()
+        await self._command("get_speakers", lambda: self.core.get_speakers(final))
 
     async def close(self) -> None:
         """Abort the session now (transcripts not yet received are lost)."""
-        self._done = True
-        engine = self._engine
-        engine.close()
-        self._after(engine)
-        with contextlib.suppress(SessionError):
-            await self._flush()
-        await self._stop_pump()
+        self.core.close(now=self._now())
+        self._after()
+        await self._settle()
+
+    async def _command(self, name: str, apply: Callable[[], object]) -> None:
+        await self._wait(lambda: self.core.check_command(name))
+        apply()
+        await self._flush()
 
     # ------------------------------------------------------------------ events
 
@@ -315,15 +254,15 @@ class Session(MessageIntake):
         return self
 
     async def __anext__(self) -> Event:
-        backlog = self._backlog
+        core = self.core
         while True:
-            event = backlog.pop()
+            event = core.next_event()
             if event is not None:
-                if self._reading_paused and len(backlog) < backlog.limit:
-                    self._resume_reading()
+                if self._paused and not core.reading_paused:
+                    self._after()  # reading resumes
                 return event
-            if backlog.ended:
-                self._raise_failure()
+            if core.finished:
+                core.raise_failure()
                 raise StopAsyncIteration
             waiter = self._readable = self._loop.create_future()
             try:
@@ -331,459 +270,244 @@ class Session(MessageIntake):
             finally:
                 self._readable = None
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ waiting
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            self._failure_reported = True
-            raise self._failure
-
-    async def _wait_for_room(self) -> None:
-        while True:
-            self._raise_failure()
-            engine = self._engine
-            if engine.state is State.STREAMING and not engine.audio_window_full:
-                return
-            if self._ended or self._done or engine.state in (State.DRAINING, State.CLOSED):
-                raise LocalProtocolError(
-                    f"send_audio() is not allowed after the end of the stream "
-                    f"(state {engine.state.name})"
-                )
-            waiter = self._room = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._room = None
-
-    async def _wait_streaming(self) -> None:
-        while True:
-            self._raise_failure()
-            state = self._engine.state
-            if state is State.STREAMING or (
-                state is not State.AWAITING_RECOGNITION_STARTED
-                and state is not State.CONNECTING
-                and state is not State.FAILED
-            ):
-                return
-            await self._changed.wait()
-
-    def _wake_all(self) -> None:
-        """Wake every waiting task (the state changed, or the session is over)."""
-        self._changed.set()
-        self._changed.clear()  # set() then clear(): a broadcast to the tasks waiting now
-        for waiter in (self._readable, self._room, self._over):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-    def _write(self) -> None:
-        """Hand the engine's queued messages to the WebSocket protocol, now.
-
-        The frames reach the socket together at the end of this turn of the event loop
-        (:meth:`_write_out`): a burst of ``send_audio()`` calls costs one system call,
-        not one each. A close, which has to wait for the closing handshake, goes to
-        the outbox with whatever follows it, for :meth:`_flush` to write in order.
-        """
-        engine = self._engine
-        if not engine.has_actions:
-            return
-        outbox = self._outbox
-        if outbox:  # a close is being written: keep the order
-            outbox.extend(engine.actions())
-            self._flush_soon()
-            return
-        ws = self._ws
-        actions = engine.actions()
-        if ws is None:
-            return
-        protocol = ws.protocol
-        for i, action in enumerate(actions):
-            if type(action) is SendBinary:
-                if protocol.state is OPEN:  # otherwise it is closing: the supervisor reports
-                    protocol.send_binary(action.data)
-            elif type(action) is SendText:
-                if protocol.state is OPEN:
-                    protocol.send_text(action.text.encode())
+    async def _wait(self, ready: Callable[[], bool], *, room: bool = False) -> None:
+        """Wait until ``ready()`` (which raises when it never will)."""
+        while not ready():
+            if room:
+                waiter = self._room = self._loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._room = None
             else:
-                outbox.extend(actions[i:])
-                self._flush_soon()
-                break
-        if not self._write_scheduled:
+                await self._changed.wait()
+
+    async def _flush(self) -> None:
+        """Write what is queued now; wait while the socket's buffer is full."""
+        self._after()
+        ws = self._sockets.get(self.core.connection_id or 0)
+        if ws is not None and ws.writing_paused:
+            await ws.wait_writable()
+
+    # ------------------------------------------------------------------ the pump
+
+    def _after(self) -> None:
+        """After the session took an input: do what it asks, wake who can go on, keep
+        the timer at its deadline."""
+        core = self.core
+        if core.has_actions:
+            self._perform(core.actions())
+        readable = self._readable
+        if readable is not None and core.has_events and not readable.done():
+            readable.set_result(None)
+        room = self._room
+        if room is not None and not room.done() and core.wake_sender:
+            room.set_result(None)
+        state = core.state
+        if state is not self._state:
+            self._state = state
+            self._changed.set()
+            self._changed.clear()  # a broadcast to the tasks waiting now
+            if core.finished:
+                if readable is not None and not readable.done():
+                    readable.set_result(None)
+                if room is not None and not room.done():
+                    room.set_result(None)
+        if core.reading_paused is not self._paused:
+            self._pause_reading(core.reading_paused)
+        deadline = core.get_timer()
+        timer = self._timer
+        # Lazy: moved only for an earlier deadline; one that fires early re-arms itself.
+        if deadline is not None and (timer is None or deadline < timer.when()):
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _perform(self, actions: list[Any]) -> None:
+        for action in actions:
+            if type(action) is Transmit:
+                self._transmit(action)
+            elif isinstance(action, OpenConnection):
+                self._tasks[action.connection] = self._loop.create_task(self._open(action))
+            elif isinstance(action, RequestTemporaryKey):
+                self._tasks[action.connection] = self._loop.create_task(self._key(action))
+            elif isinstance(action, AbortConnection):
+                task = self._tasks.pop(action.connection, None)
+                if task is not None:
+                    task.cancel()
+                self._close(action.connection, 1000, "")
+
+    def _transmit(self, transmit: Transmit) -> None:
+        ws = self._sockets.get(transmit.connection)
+        if ws is None:
+            return  # gone: the session knows (or will)
+        protocol = ws.protocol
+        for action in transmit.actions:
+            kind = type(action)
+            if protocol.state is not OPEN:
+                return  # closing: its end is reported by connection_lost
+            if kind is SendBinary:
+                protocol.send_binary(action.data)  # type: ignore[union-attr]
+            elif kind is SendText:
+                protocol.send_text(action.text.encode())  # type: ignore[union-attr]
+            else:  # CloseTransport: the last action of a connection
+                ws.send_data()
+                self._close(transmit.connection, action.code, action.reason)  # type: ignore[union-attr]
+                return
+        if not self._write_scheduled:  # the frames go out together at the end of this turn
             self._write_scheduled = True
             self._loop.call_soon(self._write_out)
 
     def _write_out(self) -> None:
-        """Write what the WebSocket protocol has to send, in one go."""
         self._write_scheduled = False
-        ws = self._ws
-        if ws is not None:
+        for ws in self._sockets.values():
             ws.send_data()
 
-    async def _flush(self) -> None:
-        """Write the engine's queued messages, and wait while a close is written or the
-        socket's buffer is full."""
-        self._write()
-        if self._outbox:
-            await self._flush_outbox()
-        ws = self._ws
-        if ws is not None and ws.writing_paused:
-            await ws.wait_writable()
-
-    async def _flush_outbox(self) -> None:
-        """Write the outbox: a close (it waits for the closing handshake, at most
-        ``close_timeout``), and what the engine queued after it, in order."""
-        async with self._write_lock:
-            outbox = self._outbox
-            while outbox:
-                action = outbox.popleft()
-                ws = self._ws
-                if ws is None:
-                    continue
-                if isinstance(action, CloseTransport):
-                    self._write_out()
-                    with contextlib.suppress(ConnectionClosed, TimeoutError, OSError):
-                        await asyncio.wait_for(
-                            ws.close(action.code, action.reason), self._opener.close_timeout
-                        )
-                elif ws.protocol.state is OPEN:
-                    if isinstance(action, SendBinary):
-                        ws.protocol.send_binary(action.data)
-                    else:
-                        ws.protocol.send_text(action.text.encode())
-                    self._write_out()
-                outbox.extend(self._engine.actions())
-
-    def _flush_soon(self) -> None:
-        """Write the outbox from a callback (no task to await in)."""
-        flusher = self._flusher
-        if flusher is None or flusher.done():
-            self._flusher = self._loop.create_task(
-                self._flush_outbox(), name="smproto-asyncio-flush"
-            )
-
-    # ---------------------------------------------- the engine, from callbacks
-
-    def _after(self, engine: ClientConnection) -> None:
-        """After the engine took an input: deliver its events, write what it queued,
-        wake who can now go on, and keep the timer at its deadline."""
-        self._deliver(engine)
-        if engine.has_actions:
-            self._write()
-        state = engine.state
-        if state is not self._state:
-            self._state = state
-            self._arm_timer(engine)  # a new state may have an earlier deadline
-            self._wake_all()  # the supervisor, too
-        else:
-            room = self._room
-            # A sender waits until a quarter of the window is free: fewer wake-ups than
-            # one per ack when audio streams faster than real time (as websockets'
-            # drain() waits for its low-water mark).
-            if (
-                room is not None
-                and not room.done()
-                and not engine.audio_window_full
-                and engine.audio_in_flight.seconds <= 0.75 * engine.max_audio_in_flight_seconds
-            ):
-                room.set_result(None)
-        if self._timer is None:
-            self._arm_timer(engine)
-
-    def _arm_timer(self, engine: ClientConnection) -> None:
-        """Keep a ``call_at`` at the engine's deadline. The timer is lazy: it is moved
-        only for an earlier deadline; one that fires early (the ack deadline moves later
-        with every ack) re-arms itself. So a streaming session arms about one timer per
-        ``ack_timeout``, not one per message."""
-        deadline = engine.get_timer()
-        if deadline is not None:
-            timer = self._timer
-            if timer is None or deadline < timer.when():
-                if timer is not None:
-                    timer.cancel()
-                self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _deliver(self, engine: ClientConnection) -> None:
-        """Queue the engine's events for the iterator (never waiting)."""
-        events = engine.events()
-        if not events:
+    def _close(self, cid: int, code: int, reason: str) -> None:
+        ws = self._sockets.get(cid)
+        if ws is None or cid in self._closing:
             return
-        backlog = self._backlog
-        backlog.push_all(events)
-        readable = self._readable
-        if readable is not None and not readable.done():
-            readable.set_result(None)
-        if backlog.overfull and not self._reading_paused:
-            # A flood the application does not read: stop reading the server until it
-            # catches up (timers still run), so memory stays bounded.
-            ws = self._ws
-            if ws is not None and ws.transport is not None:
-                self._reading_paused = True
-                ws.transport.pause_reading()
 
-    def _resume_reading(self) -> None:
-        """The application caught up: feed the held messages, then read on."""
-        self._feed_held()
-        ws = self._ws
-        if (
-            not self._reading_paused
-            and ws is not None
-            and ws.transport is not None
-            and not ws.transport.is_closing()
-        ):
-            ws.transport.resume_reading()
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code, reason), self._close_timeout)
+            if ws.transport is not None:
+                ws.transport.abort()  # at the latest after close_timeout
+
+        task = self._closing[cid] = self._loop.create_task(close())
+        task.add_done_callback(lambda _: self._closing.pop(cid, None))
+
+    def _pause_reading(self, paused: bool) -> None:
+        """A flood the application does not read: stop reading until it catches up
+        (timers still run), so memory stays bounded."""
+        self._paused = paused
+        for ws in self._sockets.values():
+            transport = ws.transport
+            if transport is None or transport.is_closing():
+                continue
+            if paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _on_timer(self) -> None:
         self._timer = None
-        engine = self._engine
-        deadline = engine.get_timer()
+        core = self.core
+        deadline = core.get_timer()
         if deadline is None:
             return
         if deadline > self._loop.time():  # it moved later: sleep on
             self._timer = self._loop.call_at(deadline, self._on_timer)
             return
-        engine.handle_timer(now=self._loop.time())
-        self._after(engine)
+        core.handle_timer(now=self._loop.time())
+        self._after()
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    # ------------------------------------------------------------------ connections
 
-    async def _stop_pump(self) -> None:
-        self._stop_timer()
-        pump = self._pump
-        if pump is not None and not pump.done():
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
-
-    # ------------------------------------------------------------------ the supervisor
-
-    async def _start(self) -> None:
-        """Open the first connection and wait for RecognitionStarted (errors raise here)."""
-        self._ws = await self._opener.open()
-        failure = await self._run_until(State.STREAMING)
-        if failure is not None:
-            raise failure
-        self._pump = asyncio.create_task(self._supervise(), name="smproto-asyncio-pump")
-
-    async def _run_until(self, goal: State) -> SessionError | None:
-        """Run the current connection until the engine reaches ``goal`` (or ends);
-        return its failure, if any."""
-        engine = self._engine
-        ws = self._ws
-        assert ws is not None
-        if engine.state is State.CONNECTING:
-            engine.connection_opened(now=self._loop.time())
-        self._state = engine.state
-        ws.attach(self._on_message)  # first what arrived already
-        self._after(engine)
-        await self._flush()
-        closed = asyncio.ensure_future(ws.wait_closed())
-        over = False
-        try:
-            while engine.state is not goal and engine.state not in (State.CLOSED, State.FAILED):
-                if closed.done():
-                    close = ws.protocol.close_rcvd
-                    sent = ws.protocol.close_sent
-                    if close is None and sent is not None and sent.code in _PEER_FAULTS:
-                        close = sent  # websockets failed the connection for what it received
-                    engine.connection_closed(
-                        close.code if close else None,
-                        close.reason if close else "",
-                        now=self._loop.time(),
-                    )
-                    self._after(engine)
-                    break
-                waiter = self._over = self._loop.create_future()
-                try:
-                    await asyncio.wait((waiter, closed), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    self._over = None
-            over = engine.state is not goal or goal is State.CLOSED
-        finally:
-            closed.cancel()
-            if over:
-                ws.detach()
-        if engine.state is State.FAILED:
-            await self._close_ws()
-            assert engine.failure is not None
-            return error_for_failure(engine.failure)
-        return None
-
-    async def _close_ws(self) -> None:
-        ws = self._ws
-        if ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), self._opener.close_timeout)
-
-    async def _supervise(self) -> None:
-        attempts = ReconnectAttempts()
-        try:
-            failure = await self._run_until(State.CLOSED)
-            while failure is not None:
-                old = self._engine
-                attempt = attempts.after_failure(old)
-                if self._done or not self._policy.should_retry(failure, attempt):
-                    self._failure = failure
-                    return
-                delay = self._policy.delay(failure, attempt)
-                logger.info("reconnecting in %.1fs (attempt %d): %s", delay, attempt, failure)
-                await asyncio.sleep(delay)
-                try:
-                    engine = ClientConnection.resume_from(
-                        old, allow_loss=self._policy.allow_loss, end_stream=self._ended
-                    )
-                except LocalProtocolError as exc:
-                    logger.warning("cannot reconnect without loss: %s", exc)
-                    self._failure = failure
-                    return
-                self._engine = engine
-                self._state = engine.state
-                self._reading_paused = False
-                self._held.clear()  # the old connection's
-                self._outbox.clear()  # the old connection's: the new engine replays
-                try:
-                    ws = await self._opener.open()
-                except SessionError as exc:
-                    logger.info("reconnect attempt %d failed: %s", attempt, exc)
-                    # The new engine never opened: fail it, so the next attempt resumes it.
-                    engine.connection_closed(None, str(exc), now=self._loop.time())
-                    engine.events()
-                    failure = exc
-                    continue
-                self._ws = ws
-                self.reconnects += 1
-                self._backlog.push(Reconnected(self.reconnects, str(failure), {}))
-                self._wake_all()
-                failure = await self._run_until(State.CLOSED)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: never leave the application hanging
-            logger.exception("the session supervisor failed")
-            self._failure = SessionError(f"internal error in the asyncio driver: {exc}")
-        finally:
-            self._stop_timer()
-            await self._close_ws()
-            self._backlog.end()
-            self._wake_all()
-
-    async def _finish(self, exc: BaseException | None) -> None:
-        """Leave the ``connect()`` block: abort if the session is not over, stop the pump.
-
-        The cleanup runs in a task of its own, shielded: when the caller was cancelled,
-        the connection is still closed promptly (bounded by ``close_timeout``).
-        """
-        cleanup = asyncio.ensure_future(self._cleanup(aborted=exc is not None))
-        await asyncio.shield(cleanup)
-        if exc is None and self._failure is not None and not self._failure_reported:
-            self._failure_reported = True
-            raise self._failure
-
-    async def _cleanup(self, aborted: bool) -> None:
-        pump = self._pump
-        if not aborted and self._engine.state is State.CLOSED and pump is not None:
-            # Complete: let the supervisor finish the closing handshake.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(pump), self._opener.close_timeout + 1)
-        if aborted or self._engine.state not in (State.CLOSED, State.FAILED):
-            self._done = True
-            if self._engine.state not in (State.CLOSED, State.FAILED):
-                logger.debug("session left before EndOfTranscript: closing")
-                self._engine.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._flush(), self._opener.close_timeout)
-        await self._stop_pump()
-        await self._close_ws()
-
-
-class _Opener:
-    """Opens WebSocket connections for a session (with a fresh temporary key each time)."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None,
-        extra_headers: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-        ssl: ssl_module.SSLContext | None,
-        temporary_key: bool,
-        temporary_key_ttl: int,
-        management_url: str,
-        open_timeout: float,
-        close_timeout: float,
-        ping_interval: float | None,
-        ping_timeout: float | None,
-        max_message_size: int,
-    ) -> None:
-        self.url = session_url(url, sdk=SDK)
-        self._api_key = api_key
-        self._extra = list(handshake_headers(None, extra_headers))  # validates them now
-        self._ssl = ssl
-        self._temporary_key = temporary_key
-        self._ttl = temporary_key_ttl
-        self._management_url = management_url
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._max_size = max_message_size
-
-    def __repr__(self) -> str:  # never shows the key
-        return f"<_Opener url={self.url!r}>"
-
-    async def _key(self) -> str | None:
-        if not self._temporary_key or self._api_key is None:
-            return self._api_key
-        request = temporary_key_request(self._api_key, ttl=self._ttl, base_url=self._management_url)
+    async def _key(self, action: RequestTemporaryKey) -> None:
+        cid, timeout = action.connection, self._transport["open_timeout"]
         try:
             status, body = await asyncio.wait_for(
-                asyncio.to_thread(post, request, self.open_timeout), self.open_timeout + 1
+                asyncio.to_thread(post, action.request, timeout), timeout + 1
             )
         except (OSError, TimeoutError) as exc:
-            message = redact(f"the temporary-key endpoint is unreachable: {exc}", [self._api_key])
-            raise ConnectionFailed(message) from None
-        try:
-            return parse_temporary_key_response(status, body, redact_secrets=[self._api_key])
-        except TemporaryKeyError as exc:
-            if exc.status in (401, 403):
-                raise AuthenticationError(str(exc), status=exc.status) from None
-            raise ConnectionFailed(str(exc), retryable=exc.retryable) from None
+            self.core.key_failed(cid, str(exc) or type(exc).__name__, now=self._now())
+        else:
+            self.core.key_received(cid, status, body, now=self._now())
+        finally:
+            self._tasks.pop(cid, None)
+        self._after()
 
-    async def open(self) -> _WebSocket:
-        key = await self._key()
-        headers = handshake_headers(key, self._extra)
+    async def _open(self, action: OpenConnection) -> None:
+        cid, options, core = action.connection, self._transport, self.core
         try:
             ws = await ws_connect(
-                self.url,
+                action.url,
                 create_connection=_WebSocket,
-                additional_headers=headers,
-                ssl=(self._ssl or ssl_module.create_default_context())
-                if self.url.startswith("wss:")
+                additional_headers=list(action.headers),
+                ssl=(options["ssl"] or ssl_module.create_default_context())
+                if action.url.startswith("wss:")
                 else None,
-                open_timeout=self.open_timeout,
-                close_timeout=self.close_timeout,
-                ping_interval=self._ping_interval,
-                ping_timeout=self._ping_timeout,
-                max_size=self._max_size,
+                open_timeout=options["open_timeout"],
+                close_timeout=options["close_timeout"],
+                ping_interval=options["ping_interval"],
+                ping_timeout=options["ping_timeout"],
+                max_size=options["max_message_size"],
                 compression=None,  # deflating audio costs CPU and saves nothing
                 user_agent_header=SDK,
                 logger=_WS_LOGGER,
             )
-            assert isinstance(ws, _WebSocket)
-            return ws
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = redact(exc.response.body.decode("utf-8", "replace")[:200], [key, self._api_key])
-            text = f"the server refused the connection with HTTP {status}: {body.strip()}"
-            if status in (401, 403):
-                raise AuthenticationError(text, status=status) from None
-            raise HandshakeRejected(status, text) from None
+            response = exc.response
+            core.open_failed(
+                cid, "", now=self._now(), status=response.status_code, body=bytes(response.body)
+            )
         except TimeoutError:
-            raise SessionTimeout(
-                f"could not open {self.url} within {self.open_timeout:g}s", timer="open"
-            ) from None
+            core.open_failed(cid, "timeout", now=self._now(), timed_out=True)
         except (OSError, InvalidHandshake) as exc:
-            message = redact(f"could not connect to {self.url}: {exc}", [key, self._api_key])
-            raise ConnectionFailed(message) from None
+            core.open_failed(cid, str(exc) or type(exc).__name__, now=self._now())
+        else:
+            assert isinstance(ws, _WebSocket)
+            self._sockets[cid] = ws
+            ws.on_lost = lambda: self._lost(cid, ws)
+            if self._paused and ws.transport is not None:
+                ws.transport.pause_reading()
+            core.connection_opened(cid, now=self._now())
+            ws.attach(lambda message: self._on_message(cid, ws, message))
+        finally:
+            self._tasks.pop(cid, None)
+        self._after()
+
+    def _on_message(self, cid: int, ws: _WebSocket, message: str | bytes | None) -> None:
+        """A message from the server (called where the connection parses it)."""
+        if message is None:  # text that is not UTF-8: what websockets would fail it for
+            reason = "the server sent text that is not UTF-8"
+            self.core.connection_closed(cid, 1007, reason, now=self._now())
+            self._close(cid, 1007, reason)
+        else:
+            self.core.receive_message(cid, message, now=self._now())
+        self._after()
+
+    def _lost(self, cid: int, ws: _WebSocket) -> None:
+        """The transport of connection ``cid`` is gone: how did it end?"""
+        self._sockets.pop(cid, None)
+        ws.detach()
+        close, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
+        if close is None and sent is not None and sent.code in _PEER_FAULTS:
+            close = sent  # websockets failed the connection for what it received
+        code, reason = (close.code, close.reason) if close is not None else (None, "")
+        self.core.connection_closed(cid, code, reason, now=self._now())
+        self._after()
+
+    # ------------------------------------------------------------------ the end
+
+    async def _settle(self) -> None:
+        """Wait (at most ``close_timeout``) for every connection to close; stop the timer."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+        for cid in list(self._sockets):
+            self._close(cid, 1000, "")
+        if self._closing:
+            await asyncio.wait(set(self._closing.values()), timeout=self._close_timeout + 1)
+        for ws in list(self._sockets.values()):
+            if ws.transport is not None:
+                ws.transport.abort()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _finish(self, aborted: bool) -> None:
+        """Leave the ``connect()`` block: abort if the session is not over, close what is
+        open. The cleanup runs shielded: a cancelled caller still closes promptly."""
+        core = self.core
+        if not core.finished or aborted:
+            if not core.finished:
+                logger.debug("session left before EndOfTranscript: closing")
+            core.close(now=self._now())
+            self._after()
+        await asyncio.shield(self._loop.create_task(self._settle()))
 
 
 @asynccontextmanager
@@ -812,6 +536,7 @@ async def connect(
     retain_audio_seconds: float = 60.0,
     event_queue_size: int = 1000,
     max_message_size: int = 4 * 1024 * 1024,
+    max_session_seconds: float | None = None,
 ) -> AsyncIterator[Session]:
     """Open a transcription session; on entry, recognition has started.
 
@@ -826,18 +551,19 @@ async def connect(
         ssl: the TLS context for ``wss://`` (default: verify certificates; verification
             can only be turned off by passing a context that does so).
         reconnect: ``True`` (the default policy), ``False``, or a
-            :class:`smproto.session.ReconnectPolicy`.
-        open_timeout, close_timeout: WebSocket opening and closing handshakes.
+            :class:`smproto.session.ReconnectPolicy` (retries, retry budget, rollover).
+        open_timeout, close_timeout: WebSocket opening (with the key) and closing.
         recognition_started_timeout, ack_timeout, drain_timeout: the engine's timers.
         ping_interval, ping_timeout: keepalive; a half-open connection is detected after
             at most their sum and treated as a lost connection.
         max_audio_in_flight_seconds: the flow-control window ``send_audio`` honours.
         retain_audio_seconds: the most audio kept for replay after a failure.
-        event_queue_size: how many unread events may wait before the session starts
-            dropping the ones that do not matter to a late reader: acknowledgement events,
-            and partials superseded by newer ones (counted in ``Session.dropped_events``;
-            finals are never dropped). The pump never waits for the reader, so acks and
-            errors keep being processed however slowly events are read.
+        event_queue_size: how many unread events may wait before the session drops the
+            ones a late reader does not need (acknowledgements and superseded partials,
+            counted in ``Session.dropped_events``; never finals).
+        max_message_size: the largest message accepted from the server.
+        max_session_seconds: roll over to a new connection after this long on one (the
+            server's own limit is handled without it, on its warning).
 
     Raises:
         smproto.session.SessionError: a subclass saying why the session could not start,
@@ -848,56 +574,54 @@ async def connect(
             f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}: certificates "
             "are always verified, unless the context given says otherwise"
         )
-    if api_key is None:
-        api_key = os.environ.get("SPEECHMATICS_API_KEY") or None
-    if temporary_key and api_key is None:
-        raise ValueError("temporary_key=True needs an API key (api_key or SPEECHMATICS_API_KEY)")
-    policy = (
-        reconnect
-        if isinstance(reconnect, ReconnectPolicy)
-        else ReconnectPolicy()
-        if reconnect
-        else ReconnectPolicy(max_attempts=0)
-    )
-    opener = _Opener(
+    core = ClientSession(
         url,
-        api_key,
-        extra_headers,
-        ssl,
-        temporary_key,
-        temporary_key_ttl,
-        management_url,
-        open_timeout,
-        close_timeout,
-        ping_interval,
-        ping_timeout,
-        max_message_size,
-    )
-    engine = ClientConnection(
-        transcription_config,
-        audio_format or AudioFormat(),
+        transcription_config=transcription_config,
+        audio_format=audio_format,
         translation_config=translation_config,
         audio_events_config=audio_events_config,
-        max_audio_in_flight_seconds=max_audio_in_flight_seconds,
-        retain_audio_seconds=retain_audio_seconds,
+        api_key=resolve_api_key(api_key),
+        temporary_key=temporary_key,
+        temporary_key_ttl=temporary_key_ttl,
+        management_url=management_url,
+        extra_headers=extra_headers,
+        sdk=SDK,
+        reconnect=reconnect,
+        open_timeout=open_timeout,
         recognition_started_timeout=recognition_started_timeout,
         ack_timeout=ack_timeout,
         drain_timeout=drain_timeout,
+        max_audio_in_flight_seconds=max_audio_in_flight_seconds,
+        retain_audio_seconds=retain_audio_seconds,
+        event_queue_size=event_queue_size,
+        max_session_seconds=max_session_seconds,
     )
-    session = Session(opener, engine, policy, event_queue_size)
+    transport = {
+        "ssl": ssl,
+        "open_timeout": open_timeout,
+        "close_timeout": close_timeout,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "max_message_size": max_message_size,
+    }
+    session = Session(core, transport)
     try:
-        await session._start()
+        core.start(now=session._now())
+        session._after()
+        await session._wait(lambda: core.ready)
+        if core.state is SessionState.FAILED:
+            core.raise_failure()
     except BaseException:
-        session._stop_timer()
-        await session._close_ws()
+        await session._finish(aborted=True)
         raise
     try:
         yield session
-    except BaseException as exc:
-        await session._finish(exc)
+    except BaseException:
+        await session._finish(aborted=True)
         raise
-    else:
-        await session._finish(None)
+    await session._finish(aborted=False)
+    if core.failure is not None and not core.failure_reported:
+        core.raise_failure()
 
 
 async def transcribe(
@@ -921,9 +645,8 @@ async def transcribe(
     chunks: AsyncIterable[bytes] | Iterable[bytes]
     if isinstance(source, str | os.PathLike | bytes):
         data = Path(source).read_bytes() if not isinstance(source, bytes) else source
-        wav_format, pcm = wav_to_pcm(data)
-        audio_format = wav_format
-        chunks = list(pcm_chunks(pcm, wav_format, chunk_seconds))
+        audio_format, pcm = wav_to_pcm(data)
+        chunks = list(pcm_chunks(pcm, audio_format, chunk_seconds))
     else:
         chunks = source
     fmt = audio_format or AudioFormat()
@@ -931,21 +654,17 @@ async def transcribe(
     async with connect(url, transcription_config=config, audio_format=fmt, **options) as session:
 
         async def send() -> None:
-            bps = fmt.bytes_per_second
-            start = asyncio.get_running_loop().time()
-            sent = 0
+            bps, loop = fmt.bytes_per_second, asyncio.get_running_loop()
+            start, sent = loop.time(), 0
             if isinstance(chunks, AsyncIterable):
                 async for chunk in chunks:
                     await session.send_audio(chunk)
-                    sent += len(chunk)
             else:
                 for chunk in chunks:
                     await session.send_audio(chunk)
                     sent += len(chunk)
-                    if realtime and bps:
-                        ahead = start + sent / bps - asyncio.get_running_loop().time()
-                        if ahead > 0:
-                            await asyncio.sleep(ahead)
+                    if realtime and bps and (ahead := start + sent / bps - loop.time()) > 0:
+                        await asyncio.sleep(ahead)
             await session.end_of_stream()
 
         sender = asyncio.create_task(send())

@@ -46,7 +46,7 @@ from smproto.server_events import (
     StartRequested,
     StreamEnded,
 )
-from smproto_asyncio._logging import redacting_logger
+from smproto_io.log import redacting_logger
 
 from .recognizer import (
     Output,

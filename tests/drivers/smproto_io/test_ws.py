@@ -1,4 +1,4 @@
-"""MessageHook: how both drivers take messages from websockets' connections."""
+"""MessageHook: how the websockets-based drivers take messages from their connections."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from websockets.frames import Frame, Opcode
 
-from smproto_asyncio._messages import MessageHook
+from smproto_io.ws import MessageHook
 
 
 class _Base:

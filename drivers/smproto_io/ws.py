@@ -1,4 +1,4 @@
-"""The message hook both client drivers put on ``websockets``' connections.
+"""The message hook the client drivers put on ``websockets``' connections.
 
 A ``websockets`` connection queues each received message for ``recv()``, which a task
 must await: a pump task waiting there, then handing each message to the application's
@@ -10,20 +10,18 @@ the tasks that have something to do. Control frames, the closing handshake, keep
 and size limits stay ``websockets``' own (its protocol checks fragment order and the
 whole message's size before a frame gets here).
 
-This module imports no IO library; ``smproto_trio`` uses it too.
+It imports no IO library (only ``websockets``' frames): ``smproto_asyncio``,
+``smproto_trio`` and ``smproto_sync`` all use it.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from websockets.frames import DATA_OPCODES, Frame, Opcode
 
-from smproto import ClientConnection, RemoteProtocolError
-
-__all__ = ["MessageHook", "MessageIntake", "OnMessage"]
+__all__ = ["MessageHook", "OnMessage"]
 
 #: Called with each message: ``str`` for text, ``bytes`` for binary, ``None`` for a
 #: text message that is not UTF-8.
@@ -87,49 +85,3 @@ class MessageHook:
             self._early.append(message)
         else:
             on_message(message)
-
-
-class MessageIntake:
-    """The session's side of :class:`MessageHook`, the same in both drivers: each
-    message is fed to the engine as it arrives, or held, unfed, while the session has
-    paused reading (the application is behind); :meth:`_feed_held` feeds them when
-    it catches up. A session sets the attributes below and implements :meth:`_after`.
-    """
-
-    _engine: ClientConnection
-    _reading_paused: bool
-    _held: deque[str | bytes | None]  # read while paused, not fed yet
-    _now: Callable[[], float]  # the driver's clock
-
-    def _after(self, engine: ClientConnection) -> None:
-        """After the engine took an input: deliver, write, wake (the driver's own)."""
-        raise NotImplementedError
-
-    def _on_message(self, message: str | bytes | None) -> None:
-        """A message from the server (called where the connection parses it)."""
-        if self._reading_paused:
-            # Read with others before the pause took effect: it waits its turn, so that
-            # the backlog stays bounded (by one read's worth of messages held here).
-            self._held.append(message)
-            return
-        self._feed(message)
-
-    def _feed(self, message: str | bytes | None) -> None:
-        engine = self._engine
-        now = self._now()
-        if message is None:  # what websockets would have failed the connection for
-            engine.connection_closed(1007, "the server sent text that is not UTF-8", now=now)
-        else:
-            try:  # noqa: SIM105 - suppress() would cost a context manager per message
-                engine.receive_message(message, now=now)
-            except RemoteProtocolError:
-                pass  # it has failed the engine and queued its close
-        self._after(engine)
-
-    def _feed_held(self) -> None:
-        """Reading resumes: feed the held messages, until one fills the backlog again
-        (the caller resumes the connection's reading only if it did not)."""
-        self._reading_paused = False
-        held = self._held
-        while held and not self._reading_paused:
-            self._feed(held.popleft())
