@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -235,6 +236,10 @@ class ClientSession:
         self._deadline: float | None = None  # the session's own (open, backoff, budget, rollover)
         self._now = 0.0
         self._paused = False
+        # What arrived while reading was paused (already read by the driver): fed, in
+        # order, once the application catches up. (connection, message) or, for the end
+        # of a connection with messages held, (connection, (code, reason)).
+        self._held: deque[tuple[int, str | bytes | tuple[int | None, str]]] = deque()
         self._stream_ended = False  # by the application or the server
         self._started_once = False
         # Reconnecting.
@@ -316,7 +321,18 @@ class ClientSession:
         event = backlog.pop()
         if self._paused and len(backlog) < backlog.limit:
             self._paused = False
+            self._feed_held()
         return event
+
+    def _feed_held(self) -> None:
+        """Reading resumes: feed what was held, until the backlog is overfull again."""
+        held = self._held
+        while held and not self._paused:
+            connection, item = held.popleft()
+            if type(item) is tuple:
+                self.connection_closed(connection, item[0], item[1], now=self._now)
+            else:
+                self.receive_message(connection, item, now=self._now)  # type: ignore[arg-type]
 
     @property
     def has_events(self) -> bool:
@@ -360,7 +376,13 @@ class ClientSession:
     def reading_paused(self) -> bool:
         """Whether the driver should stop reading its transports: the application has
         fallen far behind (eight times ``event_queue_size`` events wait). It lifts once
-        the application has read the backlog below ``event_queue_size``."""
+        the application has read the backlog below ``event_queue_size``.
+
+        What the driver had already read when it paused is still given to the session,
+        which holds it, unparsed, and feeds it in order when reading resumes (in
+        :meth:`next_event`: a driver performs :meth:`actions` after reading an event
+        while reading was paused). So the backlog stays bounded by eight times its
+        limit, and what is held by one read of each transport."""
         return self._paused
 
     @property
@@ -516,6 +538,9 @@ class ClientSession:
         """One WebSocket message from the server on ``connection``. Never raises for what
         the server sends: a protocol violation fails that connection (and the session
         decides what follows)."""
+        if self._paused:
+            self._held.append((connection, data))
+            return
         cur = self._cur
         if cur is not None and cur.id == connection:
             engine = cur.engine
@@ -551,6 +576,9 @@ class ClientSession:
         self._now = now
         conn = self._conns.get(connection)
         if conn is None:
+            return
+        if self._held and any(held[0] == connection for held in self._held):
+            self._held.append((connection, (code, reason)))  # after what it said
             return
         if conn.phase != _OPEN:
             self.open_failed(connection, reason or "the connection closed", now=now)
@@ -655,6 +683,7 @@ class ClientSession:
             self._drop(conn)
         self._cur = self._next = None
         self._source = None
+        self._held.clear()
         self._backlog.end()
         self._refresh_deadline()
 

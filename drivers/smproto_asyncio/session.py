@@ -258,8 +258,8 @@ class Session:
         while True:
             event = core.next_event()
             if event is not None:
-                if self._paused and not core.reading_paused:
-                    self._after()  # reading resumes
+                if self._paused:
+                    self._after()  # what was held may have been fed; reading may resume
                 return event
             if core.finished:
                 core.raise_failure()

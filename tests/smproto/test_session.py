@@ -12,7 +12,7 @@ import pytest
 from smproto import LocalProtocolError, SendText, TranscriptionConfig
 from smproto._state import SESSION_RULES, Outcome, SessionState
 from smproto.actions import OpenConnection, RequestTemporaryKey, Transmit
-from smproto.events import Reconnected, RolledOver, ServerWarning
+from smproto.events import Reconnected, RolledOver, ServerInfo, ServerWarning
 from smproto.session import (
     AuthenticationError,
     ClientSession,
@@ -433,9 +433,17 @@ def test_reading_pauses_while_the_application_does_not_read() -> None:
             1, json.dumps({"message": "Info", "type": "x", "reason": str(i)}), now=0.2
         )
     assert s.reading_paused
-    while s.reading_paused:
-        assert s.next_event() is not None
-    assert s.has_events  # it lifts below the limit, with events still to read
+    # What the driver had read before it paused is held, unparsed: the backlog stays
+    # bounded by eight times its limit.
+    assert len(s._backlog) == 16
+    s.connection_closed(1, 1000, now=0.3)  # held too, after the messages before it
+    assert s.state is SessionState.ACTIVE
+    reasons = []
+    while (event := s.next_event()) is not None:
+        if isinstance(event, ServerInfo):
+            reasons.append(event.reason)
+    assert reasons == [str(i) for i in range(20)]  # all of them, in order
+    assert s.state is SessionState.BACKING_OFF  # the close came after them
 
 
 def test_the_api_key_never_shows() -> None:
