@@ -785,13 +785,14 @@ class ClientConnection:
             start += offset
             end += offset
         final = msg["message"] == "AddTranscript"
+        context = start  # where the final's audio starts: kept for a replay, as context
         if self._cuts:
             cut = self._cuts.get(channel)
             if cut is not None:
                 results = cut.filter(results, final)
                 if not results and end <= cut.end + _EPSILON:
                     return  # delivered already, by the connection before
-                start = max(start, min(cut.end, end))
+                start = max(start, min(cut.end, end))  # the event starts at the cut
                 if cut.passed:
                     del self._cuts[channel]  # a new word: nothing later is before the cut
         if final:
@@ -801,7 +802,7 @@ class ClientConnection:
                     stream.cut.deliver(results)
                 if end > stream.final_until + _EPSILON:
                     stream.final_until = end
-                    stream.release_until = max(stream.release_until, min(start, end))
+                    stream.release_until = max(stream.release_until, min(context, end))
                     if stream.retained:
                         self._release_retained()
             self._events.append(
@@ -1271,7 +1272,7 @@ class ClientConnection:
         cut = min(stream.release_until, limit) - offset
         if cut <= 0:
             return
-        cut_bytes = cut * bps
+        cut_bytes = (cut + _EPSILON) * bps  # times are floats: 0.3 + 0.6 < 0.9
         retained = stream.retained
         while retained and retained[0][0] <= cut_bytes:
             stream.retained_bytes -= len(retained.popleft()[1])

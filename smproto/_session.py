@@ -137,8 +137,9 @@ class ClientSession:
         sdk: how the client introduces itself (``sm-sdk``).
         reconnect: ``True`` (the default policy), ``False``, or a ``ReconnectPolicy``.
         open_timeout: the most a connection may take to open (key and handshake).
-        recognition_started_timeout, ack_timeout, drain_timeout,
-        max_audio_in_flight_seconds, retain_audio_seconds: each connection's engine.
+        recognition_started_timeout, ack_timeout, drain_timeout: each connection's timers.
+        max_audio_in_flight_seconds, retain_audio_seconds: each connection's window and
+            what it keeps for a replay (see ``ClientConnection``).
         event_queue_size: unread events before late-reader drops (see ``EventBacklog``).
         max_session_seconds: roll over to a new connection after this long on one
             (``None``: only when the server warns of ``session_timeout``).
@@ -295,17 +296,18 @@ class ClientSession:
 
     def actions(self) -> list[SessionAction]:
         """Take what the driver must do, in order (per connection)."""
-        if self._actions or len(self._conns) > 1:
-            out = self._actions
-            self._actions = []
-            for conn in self._conns.values():
-                if conn.engine.has_actions:
-                    out.append(Transmit(conn.id, conn.engine.actions()))
-            return out
         cur = self._cur
-        if cur is None or not cur.engine.has_actions:
-            return []
-        return [Transmit(cur.id, cur.engine.actions())]
+        if not self._actions and cur is not None and len(self._conns) == 1:
+            # The hot path: one connection, the current one.
+            if not cur.engine.has_actions:
+                return []
+            return [Transmit(cur.id, cur.engine.actions())]
+        out = self._actions
+        self._actions = []
+        for conn in self._conns.values():
+            if conn.engine.has_actions:
+                out.append(Transmit(conn.id, conn.engine.actions()))
+        return out
 
     @property
     def has_actions(self) -> bool:
@@ -607,7 +609,7 @@ class ClientSession:
             and (state is _OPENING or state is _BACKING_OFF)
             and now >= self._budget_deadline()
         ):
-            self._give_up(self._last_error or self._open_timeout_error(), "budget_spent", now)
+            self._give_up(self._budget_spent(self._last_error), "budget_spent", now)
         elif state is _BACKING_OFF and now >= self._backoff_until:
             self._retry(now)
         elif state is _ACTIVE and self._rollover_at is not None and now >= self._rollover_at:
@@ -726,6 +728,8 @@ class ClientSession:
         """The session is done with ``conn``: what its engine still had to say goes out."""
         if self._conns.pop(conn.id, None) is None:
             return
+        if conn is self._cur:
+            self._cur = None  # its engine stays self._engine: the last one, for reading
         self._retiring.discard(conn.id)
         if conn.engine.has_actions:
             self._actions.append(Transmit(conn.id, conn.engine.actions()))
@@ -843,16 +847,17 @@ class ClientSession:
         self, conn: _Conn, error: SessionError, now: float, *, abort: bool = True
     ) -> None:
         """A connection failed before its transport opened (key, handshake, timeout)."""
-        if abort:
-            self._actions.append(AbortConnection(conn.id))
         if conn.engine.state is State.CONNECTING:
             conn.engine.connection_closed(None, str(error), now=now)
+        conn.engine.events()
+        if conn is self._next:
+            self._next_failed(conn, error, now)  # drops it (and aborts its opening)
+            return
+        if abort:
+            self._actions.append(AbortConnection(conn.id))
         if conn is self._cur:
             self._current_failed(conn, error, now)
-        elif conn is self._next:
-            self._next_failed(conn, error, now)
         self._conns.pop(conn.id, None)
-        conn.engine.events()
 
     def _current_failed(self, conn: _Conn, error: SessionError, now: float) -> None:
         """The current connection failed: reconnect, or give up."""
@@ -888,11 +893,7 @@ class ClientSession:
                 return
         delay = policy.delay(error, attempt, self._rng)
         if now + delay >= self._budget_deadline():
-            error.add_note(
-                f"not reconnected: the retry budget ({policy.retry_budget:g}s of failing "
-                "without progress) is spent"
-            )
-            self._give_up(error, "budget_spent", now)
+            self._give_up(self._budget_spent(error), "budget_spent", now)
             return
         self._backoff_until = now + delay
         self._enter("failure:retry")
@@ -917,6 +918,18 @@ class ClientSession:
         self._cur = self._next = None
         self._source = None
         self._backlog.end()
+
+    def _budget_spent(self, error: SessionError | None) -> SessionError:
+        """The failure the session ends with once its retry budget is spent: the last
+        one, with a note saying why it was not retried."""
+        error = error or self._open_timeout_error()
+        note = (
+            f"not reconnected: the retry budget ({self.policy.retry_budget:g}s of failing "
+            "without progress) is spent"
+        )
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+        return error
 
     def _open_timeout_error(self) -> SessionTimeout:
         url = mask_credentials(self.url)

@@ -20,7 +20,6 @@ when the response body could echo one).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ __all__ = [
     "mask_credentials",
     "parse_temporary_key_response",
     "redact",
-    "resolve_api_key",
     "session_url",
     "temporary_key_request",
 ]
@@ -49,16 +47,9 @@ DEFAULT_RT_URL: Final = "wss://eu2.rt.speechmatics.com/v2"
 
 _MIN_TTL, _MAX_TTL = 60, 86_400
 
-#: The environment variable a client takes the API key from when none is given.
+#: The environment variable a client takes the API key from when none is given (the
+#: drivers read it: ``smproto_io.keys.resolve_api_key``; the core reads no environment).
 API_KEY_VARIABLE: Final = "SPEECHMATICS_API_KEY"
-
-
-def resolve_api_key(api_key: str | None) -> str | None:
-    """``api_key``, or else ``SPEECHMATICS_API_KEY`` from the environment (an empty value
-    counts as none); ``None`` when neither is set (a local server needs no key)."""
-    if api_key is not None:
-        return api_key
-    return os.environ.get(API_KEY_VARIABLE) or None
 
 
 _CREDENTIALS = (

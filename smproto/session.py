@@ -256,7 +256,9 @@ class ReconnectAttempts:
         """Count a reconnect attempt after ``engine``'s connection failed; returns its
         number, for :meth:`ReconnectPolicy.should_retry` and :meth:`ReconnectPolicy.delay`."""
         reached = engine.audio_seconds_acknowledged
-        if reached > self._acknowledged:
+        # A tolerance: the same audio measured on another connection's timeline may come
+        # out a rounding error further (0.4 + 0.2 > 0.6), and that is no progress.
+        if reached > self._acknowledged + 1e-6:
             self.attempt = 0
             self._acknowledged = reached
         self.attempt += 1

@@ -45,11 +45,12 @@ from smproto import (
 from smproto._state import SessionState
 from smproto.actions import AbortConnection, OpenConnection, RequestTemporaryKey, Transmit
 from smproto.audio import pcm_chunks, wav_to_pcm
-from smproto.auth import DEFAULT_MANAGEMENT_URL, DEFAULT_RT_URL, resolve_api_key
+from smproto.auth import DEFAULT_MANAGEMENT_URL, DEFAULT_RT_URL
 from smproto.config import AudioEventsConfig, TranslationConfig
 from smproto.events import Event
 from smproto.session import ClientSession, ReconnectPolicy
 from smproto_io.http import post
+from smproto_io.keys import resolve_api_key
 from smproto_io.log import redacting_logger
 from smproto_io.ws import MessageHook
 

@@ -2,6 +2,7 @@
 
 - :mod:`smproto_io.http`: the one HTTP request a client makes (a temporary key), with
   the standard library (blocking: drivers run it in a worker thread).
+- :mod:`smproto_io.keys`: the API key from ``SPEECHMATICS_API_KEY`` when none is given.
 - :mod:`smproto_io.log`: loggers that never show a credential (for ``websockets``).
 - :mod:`smproto_io.ws`: the message hook the ``websockets``-based drivers put on their
   connections, to take each message where it is parsed.
