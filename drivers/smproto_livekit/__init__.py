@@ -31,9 +31,13 @@ point it at a local server (``smproto serve``) without keys::
         )
     )
 
-Errors are LiveKit's: :class:`SpeechmaticsError` (an ``APIStatusError``) for an ``Error``
-from the server, ``APIStatusError`` for a refused handshake or key (with the HTTP status),
-``APIConnectionError`` / ``APITimeoutError`` for the network; each ``retryable`` as it is.
+Each stream is one ``smproto.session.ClientSession``: it reconnects without losing a word,
+rolls over before the server's session limit (the STT emits ``reconnected`` and
+``rolled_over``), and gives up within its retry budget, which LiveKit's own retries of the
+stream cannot reset. Errors are LiveKit's: :class:`SpeechmaticsError` (an
+``APIStatusError``) for an ``Error`` from the server, ``APIStatusError`` for a refused
+handshake or key (with the HTTP status), ``APIConnectionError`` / ``APITimeoutError`` for
+the network; each ``retryable`` as it is, raised from the session's own error.
 """
 
 from __future__ import annotations

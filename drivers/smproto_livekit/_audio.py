@@ -3,12 +3,14 @@
 LiveKit frames are interleaved 16-bit PCM at any rate and channel count; a session takes one
 channel in its ``audio_format``. :func:`frame_bytes` downmixes to mono and converts the
 encoding (``pcm_s16le`` as is, ``pcm_f32le`` and ``mulaw`` converted), and :class:`Chunker`
-gathers the bytes into chunks of a fixed duration.
+gathers the bytes into chunks of a fixed duration. An :class:`AudioSource` is what the pump
+takes a stream's input from: chunks, :data:`FLUSH` and :data:`END`.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +18,16 @@ from livekit import rtc
 
 from smproto import AudioFormat
 
-__all__ = ["Chunker", "encode_pcm16", "frame_bytes"]
+__all__ = [
+    "END",
+    "FLUSH",
+    "AudioSource",
+    "Chunker",
+    "Marker",
+    "chunks_source",
+    "encode_pcm16",
+    "frame_bytes",
+]
 
 _MULAW_BIAS: Final = 0x84
 _MULAW_CLIP: Final = 32635
@@ -98,3 +109,45 @@ class Chunker:
         rest = bytes(self._buffer)
         self._buffer.clear()
         return rest
+
+
+class Marker:
+    """A marker in an audio source (:data:`FLUSH`, :data:`END`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+#: Finalise what was said so far (``ForceEndOfUtterance``).
+FLUSH: Final = Marker("FLUSH")
+#: No more audio (``EndOfStream``).
+END: Final = Marker("END")
+
+
+class AudioSource(Protocol):
+    """Where the pump takes a stream's input from."""
+
+    async def next(self) -> bytes | Marker:
+        """The next chunk, :data:`FLUSH` or :data:`END` (then :data:`END` forever).
+
+        Must be cancel-safe: a cancelled call loses nothing.
+        """
+        ...
+
+
+def chunks_source(chunks: Iterable[bytes]) -> AudioSource:
+    """A source of ready-made chunks, then :data:`END`."""
+    return _ChunkSource(chunks)
+
+
+class _ChunkSource:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+
+    async def next(self) -> bytes | Marker:
+        return next(self._chunks, END)

@@ -48,7 +48,17 @@ class SpeechmaticsError(APIStatusError):
 
 
 def to_api_error(error: SessionError) -> APIError:
-    """The LiveKit exception that reports ``error`` (raise it ``from error``)."""
+    """The LiveKit exception that reports ``error`` (raise it ``from error``). The notes
+    the session added (why it did not retry) end its message: LiveKit logs only that."""
+    api_error = _api_error(error)
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        api_error.message = f"{api_error.message} ({'; '.join(notes)})"
+        api_error.args = (api_error.message,)
+    return api_error
+
+
+def _api_error(error: SessionError) -> APIError:
     message = str(error)
     if isinstance(error, TranscriptionError):
         return SpeechmaticsError(error.type, error.reason, retryable=error.retryable)

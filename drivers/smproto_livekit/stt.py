@@ -6,8 +6,11 @@ What it does that the 1.0.x plugin did not:
 - every word of a final reaches the transcript: one ``FINAL_TRANSCRIPT`` per final (per
   speaker turn with diarization) whose ``alternatives[0].text`` is the whole final;
 - ``stream(language=...)`` really changes the language;
-- a dropped connection is resumed and the audio no final covered yet is replayed: no word
-  is lost, none repeated, and the timestamps go on;
+- each stream is one ``smproto.session.ClientSession``: a dropped connection is resumed
+  and the audio no final covered yet is replayed (no word is lost, none repeated, and the
+  timestamps go on), a connection nearing the server's limit is replaced before it ends,
+  and a failing stream gives up within the session's retry budget, which LiveKit's own
+  retries cannot reset; ``reconnected`` and ``rolled_over`` events say when;
 - a server ``Error`` is raised as :class:`~smproto_livekit.SpeechmaticsError` (an
   ``APIStatusError``) with its type, reason and retryability; connection and handshake
   failures as ``APIConnectionError`` / ``APIStatusError`` (with the HTTP status);
@@ -25,8 +28,8 @@ import dataclasses
 import os
 import weakref
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 import aiohttp
 from livekit import rtc
@@ -46,17 +49,20 @@ from smproto.events import (
     EndOfUtterance,
     Event,
     RecognitionStarted,
+    Reconnected,
+    RolledOver,
     ServerError,
     ServerInfo,
     ServerWarning,
     TranscriptEvent,
     UnknownMessage,
 )
-from smproto.session import ReconnectPolicy, SessionError
+from smproto.session import ClientSession, ReconnectPolicy, SessionError
+from smproto_io.keys import resolve_api_key
 
-from ._audio import Chunker, frame_bytes
+from ._audio import END, FLUSH, AudioSource, Chunker, Marker, chunks_source, frame_bytes
 from ._errors import to_api_error
-from ._pump import END, FLUSH, Connector, Marker, Pump, chunks_source
+from ._pump import Pump
 from .log import logger
 from .types import AudioSettings, ConnectionSettings, TranscriptionConfig
 
@@ -81,17 +87,34 @@ def _capabilities(diarization: bool) -> stt.STTCapabilities:
     )
 
 
+#: The longest a stream may go on failing before its error reaches the application, with
+#: LiveKit's own retries of the stream included (with the default ``APIConnectOptions``).
+RETRY_DEADLINE: Final = 60.0
+#: Kept back from the retry budget for closing the failed connections.
+_CLOSE_ALLOWANCE: Final = 2.0
+
+
 def _reconnect_policy(conn_options: APIConnectOptions) -> ReconnectPolicy:
     """LiveKit's retry settings as a reconnect policy: ``max_retry`` attempts, the first
-    after 0.1 s, then every ``retry_interval`` seconds (as LiveKit's own retries)."""
+    after 0.1 s, then every ``retry_interval`` seconds (as LiveKit's own retries), the
+    first connection retried too.
+
+    The retry budget is what is left of :data:`RETRY_DEADLINE` once LiveKit's own waits
+    are taken off: LiveKit runs a failed stream again up to ``max_retry`` times (after
+    ``conn_options._interval_for_retry(n)`` seconds each), and each of those runs raises
+    the session's failure at once, so the whole ends within the deadline.
+    """
     interval = conn_options.retry_interval
     first = min(0.1, interval)
+    waits = sum(conn_options._interval_for_retry(n) for n in range(conn_options.max_retry))
     return ReconnectPolicy(
         max_attempts=conn_options.max_retry,
         initial_delay=first,
         max_delay=max(interval, first),
         multiplier=max(1.0, interval / first) if first > 0 else 1.0,
         jitter=0.1,
+        retry_budget=max(0.0, RETRY_DEADLINE - waits - _CLOSE_ALLOWANCE),
+        retry_first_connection=True,
     )
 
 
@@ -211,7 +234,7 @@ class _FrameSource:
         return ready.popleft()
 
 
-class STT(stt.STT[Literal["metrics_collected", "error"]]):
+class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_over"]]):
     """Speechmatics real-time speech-to-text for LiveKit Agents, on the smproto engine.
 
     The constructor and its defaults are the ``livekit-plugins-speechmatics`` 1.0.x ones:
@@ -225,13 +248,22 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         audio_settings: the audio format sent (frames are resampled and converted to it).
         http_session: the aiohttp session (default: LiveKit's ``http_context`` one).
         extra_headers: more handshake headers; they can never set ``Authorization``.
-        reconnect_policy: how a stream reconnects after a dropped connection (default:
+        reconnect_policy: how a stream reconnects after a failed connection (default:
             from each stream's ``conn_options``: ``max_retry`` attempts, ``retry_interval``
-            apart). LiveKit's base class may run a stream again after the policy gives up on
-            a retryable error; that resumes the same session too.
+            apart, and a retry budget that ends a failing stream, LiveKit's own retries
+            included, within :data:`RETRY_DEADLINE` seconds). The first connection is
+            retried too. Each stream keeps one session: once it has given up, LiveKit
+            running the stream again gets the same error at once, with no new connection.
         max_audio_in_flight_seconds: audio sent and not yet acknowledged before the stream
             waits for the server.
         retain_audio_seconds: the most audio kept for a replay after a reconnect.
+        max_session_seconds: move a stream to a new connection after this long on one
+            (make before break); without it, only when the server warns of its limit.
+
+    Events (``stt.on(name, callback)``), besides LiveKit's ``metrics_collected`` and
+    ``error``: ``"reconnected"`` with a :class:`smproto.events.Reconnected` when a stream
+    replaced a failed connection, and ``"rolled_over"`` with a
+    :class:`smproto.events.RolledOver` when it moved to a new connection before a limit.
 
     Raises:
         ValueError: a setting is invalid, or ``extra_headers`` sets ``Authorization``.
@@ -248,6 +280,7 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         reconnect_policy: ReconnectPolicy | None = None,
         max_audio_in_flight_seconds: float = 10.0,
         retain_audio_seconds: float = 60.0,
+        max_session_seconds: float | None = None,
     ) -> None:
         if not is_given(transcription_config):
             transcription_config = TranscriptionConfig(
@@ -270,12 +303,15 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
         self._reconnect_policy = reconnect_policy
         self._max_in_flight = max_audio_in_flight_seconds
         self._retain = retain_audio_seconds
+        self._max_session_seconds = max_session_seconds
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
-        # Checked once here, as ClientConnection would check them for every stream.
-        ClientConnection(
-            wire,
+        # Checked once here, as ClientSession would check them for every stream.
+        ClientSession(
+            transcription_config=wire,
+            reconnect=reconnect_policy or True,
             max_audio_in_flight_seconds=max_audio_in_flight_seconds,
             retain_audio_seconds=retain_audio_seconds,
+            max_session_seconds=max_session_seconds,
         )
 
     @property
@@ -304,9 +340,23 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             config.language = str(language)
         return config.to_smproto()
 
-    def _connector(self, conn_options: APIConnectOptions) -> Connector:
+    def _policy(self, conn_options: APIConnectOptions) -> ReconnectPolicy:
+        if self._reconnect_policy is None:
+            return _reconnect_policy(conn_options)
+        # LiveKit retries a first connection that fails: the plugin always has.
+        return dataclasses.replace(self._reconnect_policy, retry_first_connection=True)
+
+    def _pump(
+        self,
+        config: WireTranscriptionConfig,
+        audio_format: AudioFormat,
+        conn_options: APIConnectOptions,
+        source: AudioSource,
+        on_event: Callable[[Event], None],
+    ) -> Pump:
+        """A session of its own, not started, and the pump that does its IO."""
         settings = self._connection_settings
-        api_key = settings.api_key or os.environ.get("SPEECHMATICS_API_KEY") or None
+        api_key = resolve_api_key(settings.api_key or None)
         temporary = bool(settings.get_access_token)
         if temporary and api_key is None:
             raise ValueError(
@@ -319,34 +369,49 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             or os.environ.get("SPEECHMATICS_MANAGEMENT_PLATFORM_URL")
             or DEFAULT_MANAGEMENT_URL
         )
-        return Connector(
-            self.session,
-            session_url(settings.url, sdk=SDK),
+        timeout = max(conn_options.timeout, 1e-3)
+        core = ClientSession(
+            settings.url,
+            transcription_config=config,
+            audio_format=audio_format,
             api_key=api_key,
             temporary_key=temporary,
-            management_url=management,
             temporary_key_ttl=settings.temporary_key_ttl,
-            ssl_context=settings.ssl_context,
+            management_url=management,
             extra_headers=self._extra_headers,
-            timeout=conn_options.timeout,
-        )
-
-    def _engine(
-        self,
-        config: WireTranscriptionConfig,
-        audio_format: AudioFormat,
-        conn_options: APIConnectOptions,
-    ) -> ClientConnection:
-        return ClientConnection(
-            config,
-            audio_format,
+            sdk=SDK,
+            reconnect=self._policy(conn_options),
+            open_timeout=timeout,
+            recognition_started_timeout=timeout,
             max_audio_in_flight_seconds=self._max_in_flight,
             retain_audio_seconds=self._retain,
-            recognition_started_timeout=max(conn_options.timeout, 1e-3),
+            max_session_seconds=self._max_session_seconds,
         )
+        return Pump(core, self.session, source, on_event, ssl_context=settings.ssl_context)
 
-    def _policy(self, conn_options: APIConnectOptions) -> ReconnectPolicy:
-        return self._reconnect_policy or _reconnect_policy(conn_options)
+    def _notice(self, event: Event) -> None:
+        """An event that is no ``SpeechEvent``: reconnects and rollovers are emitted (and
+        logged at INFO); the server's warnings and notices are logged."""
+        if isinstance(event, Reconnected):
+            logger.info(
+                "reconnected (%d) after %.2fs and %d attempt(s), %.2fs of audio replayed: %s",
+                event.reconnects,
+                event.gap_seconds,
+                event.attempt,
+                event.replayed_seconds,
+                event.reason,
+            )
+            self.emit("reconnected", event)
+        elif isinstance(event, RolledOver):
+            logger.info(
+                "rolled over to a new connection (%d, %s), %.2fs of audio replayed",
+                event.rollovers,
+                event.reason,
+                event.replayed_seconds,
+            )
+            self.emit("rolled_over", event)
+        else:
+            _log_event(event)
 
     # ------------------------------------------------------------------ the API
 
@@ -383,15 +448,9 @@ class STT(stt.STT[Literal["metrics_collected", "error"]]):
             elif isinstance(event, AddTranscript):
                 results.extend(event.results)
             else:
-                _log_event(event)
+                self._notice(event)
 
-        pump = Pump(
-            self._connector(conn_options),
-            self._engine(config, audio_format, conn_options),
-            chunks_source(chunks),
-            on_event,
-            self._policy(conn_options),
-        )
+        pump = self._pump(config, audio_format, conn_options, chunks_source(chunks), on_event)
         try:
             await pump.run()
         except SessionError as exc:
@@ -494,12 +553,18 @@ class SpeechStream(stt.RecognizeStream):
     @property
     def connection(self) -> ClientConnection | None:
         """The current sans-IO engine (a new one after each reconnect), once running."""
-        return self._pump.engine if self._pump is not None else None
+        return self._pump.core.connection if self._pump is not None else None
 
     @property
     def reconnects(self) -> int:
-        """How many times the stream reconnected."""
-        return self._pump.reconnects if self._pump is not None else 0
+        """How many times the stream replaced a failed connection (``reconnected``)."""
+        return self._pump.core.reconnects if self._pump is not None else 0
+
+    @property
+    def rollovers(self) -> int:
+        """How many times the stream moved to a new connection before a limit
+        (``rolled_over``)."""
+        return self._pump.core.rollovers if self._pump is not None else 0
 
     @property
     def audio_seconds_sent(self) -> float:
@@ -507,15 +572,16 @@ class SpeechStream(stt.RecognizeStream):
         return self._pump.audio_seconds_sent if self._pump is not None else 0.0
 
     async def _run(self) -> None:
+        # One session for the stream's life: LiveKit runs a stream again after a
+        # retryable error, and that run must neither reset the session's retry budget nor
+        # open a connection of its own. It raises the session's failure again, at once.
         if self._pump is None:
-            stt = self._smproto_stt
-            conn_options = self._conn_options
-            self._pump = Pump(
-                stt._connector(conn_options),
-                stt._engine(self._config, self._audio_format, conn_options),
+            self._pump = self._smproto_stt._pump(
+                self._config,
+                self._audio_format,
+                self._conn_options,
                 _FrameSource(self, self._audio_format),
                 self._on_event,
-                stt._policy(conn_options),
             )
         try:
             await self._pump.run()
@@ -566,7 +632,7 @@ class SpeechStream(stt.RecognizeStream):
         elif isinstance(event, EndOfTranscript):
             self._end_of_speech()
         else:
-            _log_event(event)
+            self._smproto_stt._notice(event)
 
     def _on_transcript(self, event: TranscriptEvent) -> None:
         offset = self._offset

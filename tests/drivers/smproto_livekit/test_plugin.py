@@ -34,7 +34,15 @@ from livekit.agents import (
 
 import smproto_livekit
 from smproto.config import StartRecognitionConfig
-from smproto.session import ReconnectPolicy
+from smproto.events import Reconnected, RolledOver
+from smproto.session import (
+    AuthenticationError,
+    ConnectionFailed,
+    ConnectionLost,
+    HandshakeRejected,
+    ReconnectPolicy,
+    TranscriptionError,
+)
 from smproto.transcript import Result
 from smproto_livekit import (
     STT,
@@ -44,7 +52,8 @@ from smproto_livekit import (
     TranscriptionConfig,
 )
 from smproto_livekit._audio import encode_pcm16
-from smproto_server import RecognizerError
+from smproto_livekit.stt import RETRY_DEADLINE, _reconnect_policy
+from smproto_server import RecognizerError, ServerOptions
 from smproto_server.recognizer import Output, Transcript
 from smproto_server.recognizers import ScriptedRecognizer
 from smproto_server.recognizers.scripted import (
@@ -425,28 +434,160 @@ async def test_a_dropped_connection_loses_no_words(
     assert run.usage() == pytest.approx(len(audio) / 32000, abs=1e-6)
 
 
-async def test_livekit_retries_resume_the_same_session(
-    servers: ServerThread, http: aiohttp.ClientSession
+async def test_reconnected_is_emitted_and_logged(
+    servers: ServerThread, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Without a reconnect policy of its own the stream fails with a retryable error, and
-    LiveKit's base class runs it again: that run resumes the session, losing nothing, on
-    the same timeline (LiveKit's own offset bump for a restarted session is not applied)."""
-    recognizer = Recorder()
-    server = servers.serve(recognizer=recognizer)
+    """The session's ``Reconnected`` reaches LiveKit as the STT's ``reconnected`` event
+    and an INFO line; LiveKit never sees the failure the session recovered from."""
+    caplog.set_level(logging.INFO, logger="smproto_livekit")
+    server = servers.serve(recognizer=Recorder())
     proxy = servers.proxy(server, [1500])
-    stt_ = plugin(
-        f"ws://127.0.0.1:{proxy.port}/v2", reconnect_policy=ReconnectPolicy(max_attempts=0)
-    )
+    stt_ = plugin(f"ws://127.0.0.1:{proxy.port}/v2")
+    reconnected: list[Reconnected] = []
     errors: list[stt.STTError] = []
+    stt_.on("reconnected", reconnected.append)
     stt_.on("error", errors.append)
-    options = APIConnectOptions(max_retry=2, retry_interval=0.05, timeout=5.0)
+    stream = stt_.stream()
     words = WORDS * 2
-    run = await run_stream(stt_.stream(conn_options=options), make_frames(synthesize(words)))
-    assert run.error is None
-    assert [e.recoverable for e in errors] == [True] and errors[0].error.retryable
-    assert len(recognizer.configs) == 2
+    run = await run_stream(stream, make_frames(synthesize(words)))
+    assert run.error is None and not errors
+    [event] = reconnected
+    assert event.reconnects == 1 == stream.reconnects and stream.rollovers == 0
+    assert event.attempt == 1 and "closed" in event.reason
     assert [t for t in run.texts() if t != "."] == words
     assert spans([d for d in run.finals() if d.text != "."]) == timings(words)
+    [line] = [
+        r
+        for r in caplog.records
+        if r.name == "smproto_livekit" and r.getMessage().startswith("reconnected")
+    ]
+    assert line.levelno == logging.INFO
+
+
+async def test_a_rollover_is_emitted_and_loses_nothing(
+    servers: ServerThread, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server warns that its session limit is near (``Warning session_timeout``): the
+    session moves the stream to a new connection before it (make before break), the STT
+    emits ``rolled_over`` and logs it, and the transcript has every word once, on one
+    timeline (``start_time_offset`` included)."""
+    caplog.set_level(logging.INFO, logger="smproto_livekit")
+    recognizer = Recorder()
+    # Each connection is warned 0.5 s after it started (its limit is far away).
+    options = ServerOptions(session_timeout=60.0, session_warnings=(59.5,))
+    server = servers.serve(recognizer=recognizer, options=options)
+    stt_ = plugin(server.url)
+    rolled: list[RolledOver] = []
+    errors: list[stt.STTError] = []
+    stt_.on("rolled_over", rolled.append)
+    stt_.on("error", errors.append)
+    stream = stt_.stream()
+    stream.start_time_offset = 3.0
+    words = WORDS * 2
+    frames = make_frames(synthesize(words))
+    # The first four words, then a pause in the audio: smproto_server's timers (and so
+    # its warning) act only while the client sends nothing.
+    for frame in frames[:105]:
+        stream.push_frame(frame)
+    events = []
+    async for event in stream:
+        events.append(event)
+        if event.type == SpeechType.FINAL_TRANSCRIPT and event.alternatives[0].text == "speech":
+            break
+    for _ in range(250):  # the warning comes 0.5 s after the start: wait for the rollover
+        if rolled:
+            break
+        await asyncio.sleep(0.02)
+    run = await run_stream(stream, frames[105:])
+    run.events[:0] = events
+    assert run.error is None and not errors
+    assert stream.rollovers >= 1 and stream.reconnects == 0
+    assert [e.rollovers for e in rolled] == list(range(1, stream.rollovers + 1))
+    assert {e.reason for e in rolled} == {"session_timeout"}
+    assert len(recognizer.configs) == 1 + stream.rollovers
+    assert [t for t in run.texts() if t != "."] == words
+    assert spans([d for d in run.finals() if d.text != "."]) == timings(words, offset=3.0)
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "smproto_livekit" and r.getMessage().startswith("rolled over")
+    ]
+    assert len(lines) == stream.rollovers and {r.levelno for r in lines} == {logging.INFO}
+
+
+async def test_livekit_retries_do_not_reset_the_retry_budget(
+    servers: ServerThread, http: aiohttp.ClientSession
+) -> None:
+    """The session retries a persistent ``quota_exceeded`` until its retry budget (1 s
+    here) is spent. LiveKit then runs the stream again (three times): each run raises the
+    session's failure at once, with no new connection, so LiveKit's retries cannot start
+    the budget again (the old plugin ran such a stream for ever)."""
+    recognizer = Recorder(max_sessions=0)  # quota_exceeded every time
+    server = servers.serve(recognizer=recognizer)
+    policy = ReconnectPolicy(
+        max_attempts=1000,
+        initial_delay=0.01,
+        max_delay=0.05,
+        slow_retry_delay=0.05,
+        jitter=0.0,
+        retry_budget=1.0,
+    )
+    stt_ = plugin(server.url, reconnect_policy=policy)
+    errors: list[stt.STTError] = []
+    connections: list[int] = []
+
+    def on_error(error: stt.STTError) -> None:
+        errors.append(error)
+        connections.append(len(recognizer.configs))
+
+    stt_.on("error", on_error)
+    options = APIConnectOptions(max_retry=3, retry_interval=0.05, timeout=0.5)
+    started = time.monotonic()
+    run = await run_stream(stt_.stream(conn_options=options), make_frames(synthesize(["a"])))
+    assert time.monotonic() - started < 3.0
+    assert [e.recoverable for e in errors] == [True, True, True, False]
+    assert len(set(connections)) == 1 and connections[0] > 2  # retried, then no more
+    assert isinstance(run.error, APIConnectionError)  # LiveKit's "failed after 3 attempts"
+    causes = [e.error for e in errors[:3]] + [run.error.__cause__]
+    assert all(isinstance(c, SpeechmaticsError) and c.retryable for c in causes)
+    failures = {id(c.__cause__) for c in causes if c is not None}
+    assert len(failures) == 1  # one session, one failure, raised again
+    failure = errors[0].error.__cause__
+    assert isinstance(failure, TranscriptionError) and failure.type == "quota_exceeded"
+
+
+def test_the_default_retry_budget_leaves_room_for_livekits_retries() -> None:
+    options = APIConnectOptions()
+    policy = _reconnect_policy(options)
+    waits = sum(options._interval_for_retry(n) for n in range(options.max_retry))
+    assert policy.retry_first_connection and policy.max_attempts == options.max_retry
+    assert policy.retry_budget > 30.0 and policy.retry_budget + waits < RETRY_DEADLINE == 60.0
+    # A policy of one's own keeps its budget, and the first connection is retried too.
+    own = STT(reconnect_policy=ReconnectPolicy(retry_budget=5.0))._policy(options)
+    assert own.retry_budget == 5.0 and own.retry_first_connection
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_persistent_quota_error_ends_within_a_minute(
+    servers: ServerThread, http: aiohttp.ClientSession
+) -> None:
+    """With LiveKit's default ``APIConnectOptions`` and the default policy, a server that
+    answers every connection with ``quota_exceeded`` ends the stream with that error
+    within 60 s, after a bounded number of connections (the old plugin made 39 in
+    150 s, and went on)."""
+    recognizer = Recorder(max_sessions=0)
+    server = servers.serve(recognizer=recognizer)
+    stt_ = plugin(server.url, reconnect_policy=None)  # from conn_options
+    started = time.monotonic()
+    run = await run_stream(stt_.stream(), make_frames(synthesize(["a"])))
+    assert time.monotonic() - started < 60.0
+    assert isinstance(run.error, APIError)
+    chain = [run.error, run.error.__cause__]
+    [error] = [e for e in chain if isinstance(e, SpeechmaticsError)]
+    assert error.error_type == "quota_exceeded" and error.retryable
+    # The first connection and max_retry reconnects, 5-10 s apart as Speechmatics asks.
+    assert len(recognizer.configs) == 1 + APIConnectOptions().max_retry
 
 
 async def test_aclose_ends_a_stream_at_once(
@@ -779,9 +920,68 @@ async def test_temporary_keys_and_secrets(
         endpoint.status, endpoint.body = 401, b'{"detail": "bad key %s"}' % long_lived.encode()
         run = await run_stream(stt_.stream(), make_frames(synthesize(["hello"])))
     assert isinstance(run.error, APIStatusError) and run.error.status_code == 401
+    assert isinstance(run.error.__cause__, AuthenticationError) and not run.error.retryable
     texts = [caplog.text, str(run.error), repr(run.error), repr(settings), repr(stt_)]
     for text in texts:
         assert long_lived not in text and temporary not in text
+
+
+async def test_temporary_key_failures_are_the_sessions_errors(
+    servers: ServerThread, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key endpoint's answers are judged by the session, as in every driver: HTTP 503
+    is ``HandshakeRejected`` (retryable, and retried), a body without a key is
+    ``ConnectionFailed``; LiveKit gets an ``APIStatusError`` with the status, and an
+    ``APIConnectionError``."""
+    caplog.set_level(logging.DEBUG)
+    key = secret("key-endpoint")
+    endpoint = KeyEndpoint(status=503, body=b'{"detail": "busy, %s"}' % key.encode())
+    server = servers.serve(recognizer=ScriptedRecognizer())
+    policy = ReconnectPolicy(max_attempts=1, initial_delay=0.01, jitter=0.0)
+    with key_endpoint(endpoint):
+        settings = ConnectionSettings(
+            url=server.url, api_key=key, management_url=f"http://127.0.0.1:{endpoint.port}"
+        )
+        stt_ = plugin(server.url, connection_settings=settings, reconnect_policy=policy)
+        frames = make_frames(synthesize(["hello"]))
+        run = await run_stream(stt_.stream(conn_options=NO_RETRY), frames)
+        assert isinstance(run.error, APIStatusError)
+        assert run.error.status_code == 503 and run.error.retryable
+        assert isinstance(run.error.__cause__, HandshakeRejected)
+        assert len(endpoint.requests) == 2  # the first attempt, and the one retry
+        endpoint.status, endpoint.body = 201, b'{"apikey_id": "id"}'
+        second = await run_stream(stt_.stream(conn_options=NO_RETRY), frames)
+    assert isinstance(second.error, APIConnectionError)
+    assert isinstance(second.error.__cause__, ConnectionFailed)
+    assert server.total_sessions == 0
+    for text in (caplog.text, str(run.error), str(second.error), str(run.error.__cause__)):
+        assert key not in text
+
+
+async def test_a_refused_resume_raises_the_original_failure(
+    servers: ServerThread, http: aiohttp.ClientSession
+) -> None:
+    """The connection drops while more audio than ``retain_audio_seconds`` waits for a
+    final: the session cannot resume without losing audio, and the stream ends with the
+    failure itself (a note says why it was not retried), not with an error of its own.
+    LiveKit's retries make no new connection."""
+    recognizer = Recorder()
+    server = servers.serve(recognizer=recognizer)
+    proxy = servers.proxy(server, [1500])
+    stt_ = plugin(f"ws://127.0.0.1:{proxy.port}/v2", retain_audio_seconds=0.5)
+    options = APIConnectOptions(max_retry=1, retry_interval=0.05, timeout=5.0)
+    run = await run_stream(
+        stt_.stream(conn_options=options), make_frames(synthesize([("hello", 3.0)]))
+    )
+    assert isinstance(run.error, APIConnectionError)
+    ours = run.error.__cause__  # LiveKit's "failed after 1 attempts" is raised from ours
+    assert isinstance(ours, APIConnectionError)
+    failure = ours.__cause__
+    assert type(failure) is ConnectionLost and failure.retryable
+    [note] = failure.__notes__
+    assert note.startswith("not reconnected") and "retain_audio_seconds" in note
+    assert "retain_audio_seconds" in str(ours)  # and LiveKit's logs say why
+    assert len(recognizer.configs) == 1
 
 
 def test_settings_are_checked_early() -> None:
