@@ -74,13 +74,13 @@ def test_example_prints_the_transcript(name: str, server: LocalServer, wav: Path
 
 
 def test_threads_example_reconnects_without_loss(servers: ServerThread, wav: Path) -> None:
-    """The sans-IO example's reconnect loop: the first connection is cut mid-stream (and
+    """The threads example (smproto_sync): the first connection is cut mid-stream (and
     the second one too); the transcript is still complete, with no word repeated."""
     server = servers.serve(recognizer=ScriptedRecognizer())
-    proxy = servers.proxy(server, [900, 700])  # bytes to the client (compressed)
+    proxy = servers.proxy(server, [900, 700])  # bytes to the client
     done = run_example("threads_client.py", f"ws://127.0.0.1:{proxy.port}/v2", str(wav))
     assert done.returncode == 0, done.stderr
-    assert "reconnecting" in done.stderr
+    assert "reconnected" in done.stderr
     assert proxy.connections == 3
     lines = done.stdout.splitlines()
     assert lines[-1] == TRANSCRIPT
@@ -90,7 +90,7 @@ def test_threads_example_reconnects_without_loss(servers: ServerThread, wav: Pat
 
 def test_examples_fail_cleanly(wav: Path) -> None:
     """A refused connection is reported, with exit status 1 (not a traceback)."""
-    for name in ("asyncio_client.py", "trio_client.py"):
+    for name in ("asyncio_client.py", "trio_client.py", "threads_client.py"):
         done = run_example(name, "ws://127.0.0.1:9/v2", str(wav))
         assert done.returncode == 1, done.stderr
         assert "failed:" in done.stderr and "Traceback" not in done.stderr
