@@ -349,9 +349,12 @@ class _Session:
         try:
             if deadline is None:
                 message = await self.ws.recv()
+            elif deadline <= self.now():
+                # Due now: a client that never stops sending must not keep the session's
+                # limits (its warnings, its timeouts) from ever being checked.
+                raise TimeoutError
             else:
-                delay = max(0.0, deadline - self.now())
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(deadline - self.now()):
                     message = await self.ws.recv()
         except TimeoutError:
             engine.handle_timer(now=self.now())
