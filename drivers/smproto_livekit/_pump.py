@@ -53,7 +53,9 @@ class Pump:
     what arrives, writes what it asks (in order, per connection), keeps one timer at its
     deadline, gives it ``source``'s audio, flushes and end as soon as it can take them,
     and calls ``on_event`` with each of its events (synchronously, in order).
-    ``ssl_context`` is for ``wss://`` URLs (``None``: aiohttp's verifying default).
+    ``ssl_context`` is for ``wss://`` URLs (``None``: aiohttp's verifying default);
+    ``heartbeat``, the seconds between keepalive pings (aiohttp waits half as long for
+    the pong); ``close_timeout``, the longest a closing handshake may take.
     """
 
     def __init__(
@@ -64,10 +66,13 @@ class Pump:
         on_event: Callable[[Event], None],
         *,
         ssl_context: ssl.SSLContext | None = None,
+        heartbeat: float | None = HEARTBEAT,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
         #: The sans-IO session.
         self.core = core
         self._http, self._source, self._on_event, self._ssl = http, source, on_event, ssl_context
+        self._heartbeat, self._close_timeout = heartbeat, close_timeout
         self._loop = asyncio.get_running_loop()
         self._now = self._loop.time
         self._conns: dict[int, _Conn] = {}
@@ -208,9 +213,9 @@ class Pump:
                 url,
                 headers=list(action.headers),
                 ssl=self._ssl if self._ssl is not None and url.startswith("wss:") else True,
-                heartbeat=HEARTBEAT,
+                heartbeat=self._heartbeat,
                 max_msg_size=MAX_MESSAGE_BYTES,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self._close_timeout),
             )
         except aiohttp.WSServerHandshakeError as exc:  # an HTTP answer, or a bad upgrade
             status = exc.status if exc.status >= 400 else None
@@ -230,12 +235,21 @@ class Pump:
     async def _read(self, cid: int, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Feed the session every message of connection ``cid``, then how it ended."""
         core, text, binary = self.core, aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        yielded = self._now()
         while True:
-            message = await ws.receive()
+            message = await ws.receive()  # no suspension while messages are buffered
             kind = message.type
             if kind is text or kind is binary:
-                core.receive_message(cid, message.data, now=self._now())
+                now = self._now()
+                core.receive_message(cid, message.data, now=now)
                 self._after()
+                # A server that floods must not starve the timer (its deadline is checked
+                # here too) nor the other tasks of the loop (a yield every 5 ms).
+                if (deadline := core.get_timer()) is not None and deadline <= now:
+                    self._on_timer()
+                if now - yielded > 0.005:
+                    await asyncio.sleep(0)
+                    yielded = self._now()
                 continue
             if kind is aiohttp.WSMsgType.CLOSE:  # the server's closing handshake
                 code, reason = message.data, message.extra or ""
@@ -305,7 +319,9 @@ class Pump:
                 self._spawn(conn.ws.close())  # cancelled after the timeout, it aborts
         self._conns.clear()
         if self._tasks:
-            timeout = FAILED_CLOSE_TIMEOUT if self.core.failure else CLOSE_TIMEOUT
+            timeout = self._close_timeout
+            if self.core.failure:
+                timeout = min(timeout, FAILED_CLOSE_TIMEOUT)
             await asyncio.wait(set(self._tasks), timeout=timeout)
         rest = set(self._tasks)
         for task in rest:

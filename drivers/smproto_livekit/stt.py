@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -116,6 +117,17 @@ def _reconnect_policy(conn_options: APIConnectOptions) -> ReconnectPolicy:
         retry_budget=max(0.0, RETRY_DEADLINE - waits - _CLOSE_ALLOWANCE),
         retry_first_connection=True,
     )
+
+
+def _check_ssl(settings: ConnectionSettings) -> None:
+    """``ssl_context`` is an ``SSLContext``: a value such as ``False`` (how some libraries
+    turn verification off) must never be taken to mean "do not verify"."""
+    if not isinstance(settings.ssl_context, ssl.SSLContext):
+        raise TypeError(
+            "ConnectionSettings.ssl_context must be an ssl.SSLContext, not "
+            f"{type(settings.ssl_context).__name__}: certificates are always verified, unless "
+            "the context given says otherwise"
+        )
 
 
 def _anonymous(result: Result) -> Result:
@@ -251,14 +263,22 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
         reconnect_policy: how a stream reconnects after a failed connection (default:
             from each stream's ``conn_options``: ``max_retry`` attempts, ``retry_interval``
             apart, and a retry budget that ends a failing stream, LiveKit's own retries
-            included, within :data:`RETRY_DEADLINE` seconds). The first connection is
-            retried too. Each stream keeps one session: once it has given up, LiveKit
-            running the stream again gets the same error at once, with no new connection.
+            included, within :data:`RETRY_DEADLINE` seconds; the first connection is
+            retried too). A policy given here is used as it is (set its
+            ``retry_first_connection`` to retry the first connection). Each stream keeps
+            one session: once it has given up, LiveKit running the stream again gets the
+            same error at once, with no new connection.
         max_audio_in_flight_seconds: audio sent and not yet acknowledged before the stream
             waits for the server.
         retain_audio_seconds: the most audio kept for a replay after a reconnect.
         max_session_seconds: move a stream to a new connection after this long on one
             (make before break); without it, only when the server warns of its limit.
+        ack_timeout, drain_timeout: how long audio may wait for an acknowledgement, and
+            the end of a stream for ``EndOfTranscript`` (``conn_options.timeout`` bounds
+            the connection and ``RecognitionStarted``).
+        keepalive_interval: seconds between keepalive pings (``None``: none); a
+            half-open connection is noticed within one and a half of them.
+        close_timeout: the longest a closing handshake may take.
 
     Events (``stt.on(name, callback)``), besides LiveKit's ``metrics_collected`` and
     ``error``: ``"reconnected"`` with a :class:`smproto.events.Reconnected` when a stream
@@ -281,6 +301,10 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
         max_audio_in_flight_seconds: float = 10.0,
         retain_audio_seconds: float = 60.0,
         max_session_seconds: float | None = None,
+        ack_timeout: float = 30.0,
+        drain_timeout: float = 60.0,
+        keepalive_interval: float | None = 20.0,
+        close_timeout: float = 5.0,
     ) -> None:
         if not is_given(transcription_config):
             transcription_config = TranscriptionConfig(
@@ -290,6 +314,7 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
             connection_settings = ConnectionSettings(url=DEFAULT_RT_URL)
         if not is_given(audio_settings):
             audio_settings = AudioSettings()
+        _check_ssl(connection_settings)
         wire = transcription_config.to_smproto()  # fail now rather than at the first call
         audio_settings.to_smproto()
         session_url(connection_settings.url)
@@ -304,6 +329,8 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
         self._max_in_flight = max_audio_in_flight_seconds
         self._retain = retain_audio_seconds
         self._max_session_seconds = max_session_seconds
+        self._ack_timeout, self._drain_timeout = ack_timeout, drain_timeout
+        self._keepalive, self._close_timeout = keepalive_interval, close_timeout
         self._streams: weakref.WeakSet[SpeechStream] = weakref.WeakSet()
         # Checked once here, as ClientSession would check them for every stream.
         ClientSession(
@@ -312,7 +339,13 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
             max_audio_in_flight_seconds=max_audio_in_flight_seconds,
             retain_audio_seconds=retain_audio_seconds,
             max_session_seconds=max_session_seconds,
+            ack_timeout=ack_timeout,
+            drain_timeout=drain_timeout,
         )
+        if keepalive_interval is not None and not keepalive_interval > 0:
+            raise ValueError(f"keepalive_interval must be positive, got {keepalive_interval!r}")
+        if not close_timeout > 0:
+            raise ValueError(f"close_timeout must be positive, got {close_timeout!r}")
 
     @property
     def model(self) -> str:
@@ -341,10 +374,8 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
         return config.to_smproto()
 
     def _policy(self, conn_options: APIConnectOptions) -> ReconnectPolicy:
-        if self._reconnect_policy is None:
-            return _reconnect_policy(conn_options)
-        # LiveKit retries a first connection that fails: the plugin always has.
-        return dataclasses.replace(self._reconnect_policy, retry_first_connection=True)
+        # A policy of the application's own is used as it is given.
+        return self._reconnect_policy or _reconnect_policy(conn_options)
 
     def _pump(
         self,
@@ -386,8 +417,18 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
             max_audio_in_flight_seconds=self._max_in_flight,
             retain_audio_seconds=self._retain,
             max_session_seconds=self._max_session_seconds,
+            ack_timeout=self._ack_timeout,
+            drain_timeout=self._drain_timeout,
         )
-        return Pump(core, self.session, source, on_event, ssl_context=settings.ssl_context)
+        return Pump(
+            core,
+            self.session,
+            source,
+            on_event,
+            ssl_context=settings.ssl_context,
+            heartbeat=self._keepalive,
+            close_timeout=self._close_timeout,
+        )
 
     def _notice(self, event: Event) -> None:
         """An event that is no ``SpeechEvent``: reconnects and rollovers are emitted (and
@@ -474,7 +515,9 @@ class STT(stt.STT[Literal["metrics_collected", "error", "reconnected", "rolled_o
 
         Raises:
             ValueError: the settings are invalid (they are mutable: checked again here).
+            TypeError: ``ssl_context`` is not an ``SSLContext``.
         """
+        _check_ssl(self._connection_settings)
         config = self._wire_config(language)
         self.session  # noqa: B018 (without an http context, LiveKit's error comes now)
         stream = SpeechStream(
