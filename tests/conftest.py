@@ -9,8 +9,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -107,20 +106,47 @@ def log_scanner() -> _SecretScanner:
 
 
 # ---------------------------------------------------------------------------------------
-# Driver tests run on both backends with anyio's pytest plugin (no pytest-trio).
+# Driver tests run on every client driver: asyncio and trio, and the sync and LiveKit
+# drivers behind the same async API (tests/drivers/facades.py), with anyio's pytest
+# plugin (no pytest-trio). A test that uses `driver` runs once per driver (restrict it
+# with @pytest.mark.drivers("asyncio", ...)), on that driver's backend; another anyio
+# test runs on both backends.
+
+#: Every client driver.
+ALL_DRIVERS = ("asyncio", "trio", "sync", "livekit")
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "driver" in metafunc.fixturenames:
+        from tests.drivers.facades import DRIVERS
+
+        marker = metafunc.definition.get_closest_marker("drivers")
+        names = list(marker.args) if marker is not None else list(ALL_DRIVERS)
+        # Each driver on its own backend.
+        metafunc.parametrize(
+            ("driver_name", "anyio_backend"), [(n, DRIVERS[n]) for n in names], ids=names
+        )
+    elif "anyio_backend" in metafunc.fixturenames and not any(
+        "anyio_backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")
+    ):
+        # Both backends, unless a module gives its own anyio_backend (LiveKit's: asyncio).
+        definitions = metafunc._arg2fixturedefs.get("anyio_backend", ())
+        if definitions and definitions[-1].func is anyio_backend.__wrapped__:
+            metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
 @pytest.fixture
-def driver(anyio_backend: str) -> ModuleType:
-    """The client driver for the backend under test."""
-    import importlib
+def anyio_backend() -> str:
+    """Parametrized by pytest_generate_tests (a module may override it)."""
+    return "asyncio"
 
-    return importlib.import_module(f"smproto_{anyio_backend}")
+
+@pytest.fixture
+def driver(driver_name: str) -> Any:
+    """The client driver under test: a driver module, or its facade (same API)."""
+    from tests.drivers.facades import driver_for
+
+    return driver_for(driver_name)
 
 
 @pytest.fixture

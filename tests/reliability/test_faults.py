@@ -154,6 +154,12 @@ async def test_without_reconnect_the_error_is_typed_and_prompt(
         assert error is None, f"{fault}: {error!r}"
         assert outcome.text() == "hello world good morning thank you two three."
         return
+    if error is None and driver.__name__ == "smproto_livekit" and len(proxy.log) == 2:
+        # aiohttp (LiveKit's HTTP client) retries an upgrade request once, itself, when the
+        # connection breaks before the answer (RFC 9112 allows it for a GET): with
+        # reconnect off, only that can have made a second connection.
+        assert not proxy.log[1].fired
+        return
     assert error is not None, f"{fault} fired but the session succeeded"
     assert isinstance(error, _expected_error(fault, handshake_end)), f"{fault}: {error!r}"
     assert elapsed < 10

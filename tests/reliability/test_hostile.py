@@ -304,7 +304,9 @@ async def test_huge_message_is_refused_unread(
     """
     server = hostile.serve(behaviour)
     run = await drive(driver, server.url, bound=1.0 + SLACK)
-    assert server.huge_written >= MAX_MESSAGE  # the client did start receiving it
+    # The client did start receiving it (aiohttp refuses it from its header, before most
+    # of it is written; websockets once it has read max_message_size of it).
+    assert server.huge_written > 0
     assert isinstance(run.error, ConnectionLost), run.error
     assert (run.error.code, run.error.retryable) == (1009, False), run.error
     # Memory: at most one max_message_size of fragments (and nothing for one frame).
