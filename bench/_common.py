@@ -1,11 +1,19 @@
 """Helpers shared by the end-to-end benchmarks: the local server in a process of its own,
 tone-coded speech, the machine's description and markdown tables.
 
-    python bench/_common.py    # what ServerProcess runs: serve(), then answer "mark"
+    python bench/_common.py [--stamp]   # what ServerProcess runs: serve(), then answer "mark"
 
 The server (``serve()`` with :class:`ScriptedRecognizer`) runs in its own process, so
 that its CPU (``time.process_time()`` inside it, read over a pipe before and after a run)
 is the server's alone, and the benchmark's own CPU is the client's alone.
+
+With ``--stamp`` (``ServerProcess.start(stamp=True)``), the server stamps each
+``AddTranscript`` it writes with the time of the write: a top-level field
+:data:`STAMP` holding :func:`clock_ns`, put into the message's text at the last moment
+before ``websockets`` frames it and writes it to the socket (in the same step of the
+event loop). The server itself is unchanged: the benchmark wraps ``websockets``'
+``send()`` in the server's process only. ``bench/bench_latency.py`` reads the stamp in
+the client's process when the application gets the event.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import time
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (str(ROOT / "drivers"), str(ROOT)):
@@ -35,8 +44,10 @@ from smproto_server.recognizers import VOCABULARY, ScriptedRecognizer, synthesiz
 __all__ = [
     "BYTES_PER_SECOND",
     "ROOT",
+    "STAMP",
     "ServerProcess",
     "chunks",
+    "clock_ns",
     "machine",
     "machine_busy",
     "ms",
@@ -49,6 +60,41 @@ BYTES_PER_SECOND = 2 * SAMPLE_RATE  # pcm_s16le, one channel
 
 
 # ------------------------------------------------------------------------- the server process
+
+#: The field the stamping server adds to each ``AddTranscript``: :func:`clock_ns` at its write.
+STAMP = "bench_sent_ns"
+_STAMPED = '{"message":"AddTranscript",'
+
+
+def clock_ns() -> int:
+    """The clock the stamps are in: ``time.monotonic_ns()``, which on Linux is
+    ``CLOCK_MONOTONIC``, one clock for every process of the machine (as on macOS and
+    Windows), so a stamp taken in the server's process compares with a reading in a
+    client's."""
+    return time.monotonic_ns()
+
+
+def _stamp_transcripts() -> None:
+    """Make this process's ``websockets`` servers stamp every ``AddTranscript`` they write.
+
+    The server engine serialises with ``separators=(",", ":")``, so each final's text
+    starts with ``_STAMPED``; the stamp goes in right after it. ``send()`` frames the text
+    and writes it to the transport before it first awaits, so the stamp is taken in the
+    same step of the event loop as the write (a few microseconds before it).
+    """
+    from websockets.asyncio.server import ServerConnection
+
+    send = ServerConnection.send
+    cut = len(_STAMPED)
+
+    async def stamped_send(
+        self: ServerConnection, message: Any, *, text: bool | None = None
+    ) -> None:
+        if type(message) is str and message.startswith(_STAMPED):
+            message = f'{_STAMPED}"{STAMP}":{clock_ns()},{message[cut:]}'
+        await send(self, message, text=text)
+
+    ServerConnection.send = stamped_send  # type: ignore[method-assign]
 
 
 async def _server_process() -> None:
@@ -92,10 +138,12 @@ class ServerProcess:
         self.url = f"ws://127.0.0.1:{port}/v2"
 
     @classmethod
-    async def start(cls) -> ServerProcess:
+    async def start(cls, *, stamp: bool = False) -> ServerProcess:
+        """Start a server; with ``stamp``, one that stamps its ``AddTranscript`` writes."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(Path(__file__).resolve()),
+            *(["--stamp"] if stamp else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -188,4 +236,6 @@ def ms(seconds: float) -> str:
 
 
 if __name__ == "__main__":
+    if "--stamp" in sys.argv[1:]:
+        _stamp_transcripts()
     asyncio.run(_server_process())

@@ -23,13 +23,21 @@ the machine is quiet).
      at most 10 s of audio in flight, the default) then ``end_of_stream()``, and the
      session's events iterated to ``EndOfTranscript``;
    - ``smproto_trio``: the same on trio;
+   - ``smproto_sync``: the same on threads (``websockets.sync``): ``connect()``, a thread
+     calling ``send_audio()`` then ``end_of_stream()``, the main thread iterating the
+     session's events;
    - ``speechmatics-rt`` ``AsyncClient``, with ``send_audio()`` in a loop then
      ``stop_session()`` (its streaming path for live audio), and with ``transcribe()``
      of a file-like object (its path for files: each chunk is read in a worker thread).
      It has no flow control: it writes as fast as TCP takes the audio;
    - bare ``websockets`` (the floor under any client on it): send the frames, parse
-     every message, no protocol engine; and the same on ``websockets``' trio
-     implementation (the floor under ``smproto_trio``).
+     every message, no protocol engine; the same on ``websockets``' trio
+     implementation (the floor under ``smproto_trio``), and on its threaded one,
+     ``websockets.sync``, with a thread reading and parsing while another sends, as
+     ``smproto_sync`` has (the floor under ``smproto_sync``).
+
+   Each driver's row gives its ratio to the official client's ``send_audio()`` loop and
+   to its own floor (bare ``websockets`` on the same concurrency model).
 
    Every client does the same with what it receives: it counts the acknowledgements,
    keeps the latest partial's text, and keeps each final's text and counts its words
@@ -70,6 +78,7 @@ import pstats
 import random
 import statistics
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,12 +92,14 @@ with warnings.catch_warnings():  # the legacy speechmatics-python, if installed,
     warnings.simplefilter("ignore", DeprecationWarning)
     import speechmatics.rt as rt
 from websockets.asyncio.client import connect as ws_connect
+from websockets.sync.client import connect as ws_sync_connect
 from websockets.trio.client import connect as ws_trio_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "drivers")]
 
 import smproto_asyncio  # noqa: E402
+import smproto_sync  # noqa: E402
 import smproto_trio  # noqa: E402
 from bench._common import (  # noqa: E402
     ServerProcess,
@@ -118,11 +129,15 @@ SERVER_SATURATED = 0.9
 CLIENTS = {
     "asyncio": "smproto_asyncio",
     "trio": "smproto_trio",
+    "sync": "smproto_sync",
     "official": "speechmatics-rt send_audio()",
     "official-transcribe": "speechmatics-rt transcribe()",
     "websockets": "bare websockets (floor)",
     "websockets-trio": "bare websockets on trio (floor)",
+    "websockets-sync": "bare websockets.sync (floor)",
 }
+#: The floor under each of our drivers: bare ``websockets`` on the same concurrency model.
+FLOORS = {"asyncio": "websockets", "trio": "websockets-trio", "sync": "websockets-sync"}
 #: The audio: pure tone-coded words in digital silence, and the same words over a noise
 #: floor of 0.5 % of full scale (about -46 dBFS), which deflates like real audio (hardly).
 AUDIO = {"tones": 0.0, "noisy": 0.005}
@@ -241,7 +256,7 @@ async def official_transcribe_session(url: str, frames: Sequence[bytes]) -> Tall
     return tally
 
 
-async def _bare_start(ws: Any) -> None:
+async def bare_start(ws: Any) -> None:
     """StartRecognition, then wait for RecognitionStarted (either websockets flavour)."""
     await ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
     while json.loads(await ws.recv())["message"] != "RecognitionStarted":
@@ -271,7 +286,7 @@ async def websockets_session(url: str, frames: Sequence[bytes]) -> Tally:
     tally = Tally()
     headers = {"Authorization": f"Bearer {KEY}"}
     async with ws_connect(url, additional_headers=headers, max_size=None, compression=None) as ws:
-        await _bare_start(ws)
+        await bare_start(ws)
         reader = asyncio.create_task(_bare_read(ws, tally))
         await _bare_send(ws, frames)
         await reader
@@ -285,11 +300,83 @@ async def websockets_trio_session(url: str, frames: Sequence[bytes]) -> Tally:
     async with ws_trio_connect(
         url, additional_headers=headers, max_size=None, compression=None
     ) as ws:
-        await _bare_start(ws)
+        await bare_start(ws)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_bare_read, ws, tally)
             await _bare_send(ws, frames)
     return tally
+
+
+def sync_session(url: str, frames: Sequence[bytes]) -> Tally:
+    """:func:`asyncio_session` on threads: a thread sends, this one iterates the events."""
+    tally = Tally()
+    failed: list[BaseException] = []
+    with smproto_sync.connect(
+        url, api_key=KEY, transcription_config=CONFIG, audio_format=FORMAT
+    ) as session:
+
+        def send() -> None:
+            try:
+                for frame in frames:
+                    session.send_audio(frame)
+                session.end_of_stream()
+            except BaseException as exc:  # the iteration raises the session's failure
+                failed.append(exc)
+
+        sender = threading.Thread(target=send, name="bench sender")
+        sender.start()
+        for event in session:
+            tally.event(event)
+        sender.join()
+    if failed:
+        raise failed[0]
+    return tally
+
+
+def bare_sync_start(ws: Any) -> None:
+    """:func:`bare_start` on ``websockets.sync``."""
+    ws.send(json.dumps({"message": "StartRecognition", **START_FIELDS}))
+    while json.loads(ws.recv())["message"] != "RecognitionStarted":
+        pass
+
+
+def bare_sync_read(ws: Any, tally: Tally, failed: list[BaseException]) -> None:
+    """:func:`_bare_read` on ``websockets.sync`` (in a thread of its own)."""
+    try:
+        for raw in ws:
+            message = json.loads(raw)
+            tally.message(message)
+            if message["message"] == "EndOfTranscript":
+                return
+            if message["message"] == "Error":
+                raise RuntimeError(message)
+    except BaseException as exc:
+        failed.append(exc)
+
+
+def websockets_sync_session(url: str, frames: Sequence[bytes]) -> Tally:
+    """:func:`websockets_session` on ``websockets.sync``: a thread reads and parses every
+    message while this one sends (the threads ``smproto_sync`` has, without its engine)."""
+    tally = Tally()
+    failed: list[BaseException] = []
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with ws_sync_connect(url, additional_headers=headers, max_size=None, compression=None) as ws:
+        bare_sync_start(ws)
+        reader = threading.Thread(target=bare_sync_read, args=(ws, tally, failed))
+        reader.start()
+        for frame in frames:
+            ws.send(frame)
+        ws.send(json.dumps({"message": "EndOfStream", "last_seq_no": len(frames)}))
+        reader.join()
+    if failed:
+        raise failed[0]
+    return tally
+
+
+SYNC_SESSIONS: dict[str, Callable[[str, Sequence[bytes]], Tally]] = {
+    "sync": sync_session,
+    "websockets-sync": websockets_sync_session,
+}
 
 
 TRIO_SESSIONS: dict[str, Callable[[str, Sequence[bytes]], Awaitable[Tally]]] = {
@@ -320,7 +407,11 @@ def run_session(client: str, url: str, frames: Sequence[bytes]) -> tuple[Tally, 
         tally = await TRIO_SESSIONS[client](url, frames)
         result.append((tally, time.process_time() - cpu, time.perf_counter() - wall))
 
-    if client in TRIO_SESSIONS:
+    if client in SYNC_SESSIONS:
+        cpu, wall = time.process_time(), time.perf_counter()
+        tally = SYNC_SESSIONS[client](url, frames)
+        result.append((tally, time.process_time() - cpu, time.perf_counter() - wall))
+    elif client in TRIO_SESSIONS:
         trio.run(measured_trio)
     else:
         asyncio.run(measured_asyncio())
@@ -590,15 +681,19 @@ class Worker:
         self.servers = servers
 
     @classmethod
-    async def start(cls, spec: dict[str, Any], servers: Sequence[ServerProcess]) -> Worker:
+    async def start(
+        cls, spec: dict[str, Any], servers: Sequence[ServerProcess], script: str = __file__
+    ) -> Worker:
+        """Start ``script --worker SPEC`` (this script's worker, unless told otherwise)."""
         spec = {**spec, "urls": [s.url for s in servers]}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            __file__,
+            script,
             "--worker",
             json.dumps(spec),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,  # a result line may be long (bench_latency.py's latencies)
         )
         return cls(proc, spec, servers)
 
@@ -713,8 +808,10 @@ async def part1(
                 ]
             for client, row in chunk_rows.items():
                 official = ratio(cost[client], cost["official"]) if "official" in cost else ""
-                rows.append([*row, official])
-            for ours in ("asyncio", "trio"):
+                floor = FLOORS.get(client, "")
+                below = ratio(cost[client], cost[floor]) if floor in cost else ""
+                rows.append([*row, official, below])
+            for ours in FLOORS:
                 if ours not in cost or "official" not in cost:
                     continue
                 verdict = "met" if cost[ours] <= 0.5 * cost["official"] else "NOT met"
@@ -742,10 +839,17 @@ async def part1(
         "x real time",
         "server CPU ms / audio-s",
         "vs speechmatics-rt send_audio()",
+        "vs its floor",
     ]
     print(table(header, rows))
     print()
     print("\n".join(notes))
+    print(
+        "- *vs its floor*: each of our drivers against bare websockets on the same "
+        "concurrency model (smproto_asyncio: asyncio; smproto_trio: websockets' trio "
+        "implementation; smproto_sync: websockets.sync, a reading thread and a sending "
+        "thread)."
+    )
     print(
         "- The official client has no flow control: it writes as fast as TCP takes the "
         "audio; ours keep at most 10 s of audio unacknowledged (the default window). "

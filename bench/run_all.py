@@ -1,10 +1,11 @@
 """Run every benchmark, one after another, and write one markdown document of the results.
 
     python bench/run_all.py [--quick] [--out bench/RESULTS.md] [--update-readme]
-                            [--parts core,clients,server,recognizer,load]
+                            [--parts core,clients,latency,server,recognizer,load]
 
-Each script (``bench/bench_core.py``, ``bench_clients.py``, ``bench_server.py``,
-``bench_recognizer.py``, ``bench_load.py``) runs in a process of its own, in sequence,
+Each script (``bench/bench_core.py``, ``bench_clients.py``, ``bench_latency.py``,
+``bench_server.py``, ``bench_recognizer.py``, ``bench_load.py``) runs in a process of its
+own, in sequence,
 never two at once (they measure CPU), with ``--quick`` passed on when given and
 ``--summary`` to a temporary file for its headline figures. The document holds a header
 (the date in UTC, the machine, the git commit, the command), one table of the headline
@@ -64,11 +65,15 @@ STDERR_LINES = 20
 CLIENTS = {
     "asyncio": "smproto_asyncio",
     "trio": "smproto_trio",
+    "sync": "smproto_sync",
     "official": "speechmatics-rt send_audio()",
     "official-transcribe": "speechmatics-rt transcribe()",
     "websockets": "bare websockets",
     "websockets-trio": "bare websockets on trio",
+    "websockets-sync": "bare websockets.sync",
 }
+#: Our drivers, each with the floor under it (bare websockets on its concurrency model).
+FLOORS = {"asyncio": "websockets", "trio": "websockets-trio", "sync": "websockets-sync"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class Part:
 PARTS = (
     Part("core", "bench_core.py", "Sans-IO core"),
     Part("clients", "bench_clients.py", "Client drivers against speechmatics-rt"),
+    Part("latency", "bench_latency.py", "Event delivery latency"),
     Part("server", "bench_server.py", "Local server: real-time sessions per core"),
     Part("recognizer", "bench_recognizer.py", "Offline recogniser (pocketsphinx)"),
     Part("load", "bench_load.py", "Load: concurrent sessions, nothing lost or leaked"),
@@ -216,16 +222,17 @@ def _clients(o: Outcome) -> list[Row]:
     for audio, chunk in configs:
         cost = {c: o.value(f"cpu/{audio}/{chunk}/{c}") for c in CLIENTS}
         official = cost["official"]
-        # Beside each driver: the floor under it (bare websockets on its event loop), and
-        # beside the first, the official client's other path.
-        beside = {"asyncio": ("official-transcribe", "websockets"), "trio": ("websockets-trio",)}
-        for ours in ("asyncio", "trio"):
+        for ours, floor in FLOORS.items():
             mine = cost[ours]
             if mine is None:
                 continue
-            others = [
-                f"{CLIENTS[c]} {num(v)} ms" for c in beside[ours] if (v := cost[c]) is not None
-            ]
+            # Beside each driver: the floor under it (bare websockets on its concurrency
+            # model) and our ratio to it; beside the first, the official client's other path.
+            others = []
+            if ours == "asyncio" and (other := cost["official-transcribe"]) is not None:
+                others.append(f"{CLIENTS['official-transcribe']} {num(other)} ms")
+            if (bare := cost[floor]) is not None:
+                others.append(f"floor {CLIENTS[floor]} {num(bare)} ms (ours {ratio(mine, bare)})")
             rows.append(
                 [
                     f"client CPU per audio-s, {audio} audio, {chunk} s chunks: {CLIENTS[ours]}",
@@ -276,6 +283,53 @@ def _clients(o: Outcome) -> list[Row]:
                 "; ".join(n for n in notes if n),
             ]
         )
+    return rows
+
+
+def _latency(o: Outcome) -> list[Row]:
+    rows: list[Row] = []
+    counts = sorted(
+        {int(part) for key in o.keys("latency/") if (part := key.split("/")[1]).isdigit()}
+    )
+    for n in counts:
+        base = o.value(f"latency/{n}/websockets/p99")
+        official = o.value(f"latency/{n}/official/p99")
+        for ours, floor in FLOORS.items():
+            p50, p99 = o.value(f"latency/{n}/{ours}/p50"), o.value(f"latency/{n}/{ours}/p99")
+            if p50 is None or p99 is None:
+                continue
+            notes = []
+            goal = o.figure(f"latency/goal/{ours}") if n == 1 else None
+            if goal is not None:
+                notes.append(f"goal p99 within 1 ms of bare websockets: {goal.get('note', '')}")
+            own = o.value(f"latency/{n}/{floor}/p99") if floor != "websockets" else None
+            if own is not None:
+                notes.append(f"floor {CLIENTS[floor]} p99 {num(own)} ms")
+            if official is not None:
+                notes.append(f"speechmatics-rt p99 {num(official)} ms")
+            rows.append(
+                [
+                    f"AddTranscript latency p50 / p99, {n} session{'s' if n > 1 else ''}: "
+                    f"{CLIENTS[ours]}",
+                    f"{num(p50)} / {num(p99)} ms",
+                    f"{CLIENTS['websockets']} p99 {num(base)} ms" if base is not None else "",
+                    ratio(p99, base),
+                    "; ".join(notes),
+                ]
+            )
+        limit = o.figure(f"latency/{n}/limit")
+        if n > 1 and limit is not None:
+            servers = float(limit["value"])
+            rows.append(
+                [
+                    f"what limited the {n}-session latency runs",
+                    o.note(f"latency/{n}/limit"),
+                    "",
+                    "",
+                    f"{servers:.0f} server process{'es' if servers != 1 else ''} "
+                    f"on {os.cpu_count()} CPUs, with the client",
+                ]
+            )
     return rows
 
 
@@ -431,6 +485,7 @@ def _load(o: Outcome) -> list[Row]:
 ROWS = {
     "core": _core,
     "clients": _clients,
+    "latency": _latency,
     "server": _server,
     "recognizer": _recognizer,
     "load": _load,
