@@ -378,7 +378,7 @@ class _Session:
                     if isinstance(action, SendText):
                         await self.ws.send(action.text)
                     elif isinstance(action, CloseTransport):
-                        await self.ws.close(action.code, action.reason)
+                        await self.close(action)
                     else:  # the server never sends binary
                         await self.ws.send(action.data)
             except ConnectionClosed:
@@ -392,6 +392,25 @@ class _Session:
                 self.engine.connection_closed(None, "write timeout", now=self.now())
                 self.engine.actions()  # nothing more can be written
                 return
+
+    async def close(self, action: CloseTransport) -> None:
+        """The closing handshake. What the client sent and the session did not take
+        (audio after an Error, say) is read and dropped meanwhile: websockets stops
+        reading once its queue is full, and the client's close frame, behind that audio,
+        would go unseen until the client gave up waiting (its close_timeout)."""
+
+        async def discard() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for _ in self.ws:
+                    pass
+
+        drain = asyncio.create_task(discard())
+        try:
+            await self.ws.close(action.code, action.reason)
+        finally:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
 
     async def dispatch(self) -> bool:
         """Hand the engine's events to the recogniser. True once the client is gone."""

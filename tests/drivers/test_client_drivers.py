@@ -84,9 +84,11 @@ async def run_session(
     chunk_seconds: float = 0.1,
     cfg: TranscriptionConfig | None = None,
     during: Any = None,
+    realtime: bool = False,
     **options: Any,
 ) -> Outcome:
-    """Send ``audio`` in chunks while reading every event; return what was seen."""
+    """Send ``audio`` in chunks (paced at real time with ``realtime``) while reading every
+    event; return what was seen."""
     events: list[Event] = []
     sent = 0
     async with driver.connect(
@@ -96,9 +98,12 @@ async def run_session(
         async def send() -> None:
             nonlocal sent
             try:
+                start = anyio.current_time()
                 for i, chunk in enumerate(pcm_chunks(audio, FORMAT, chunk_seconds)):
                     await session.send_audio(chunk)
                     sent += 1
+                    if realtime:
+                        await anyio.sleep(start + sent * chunk_seconds - anyio.current_time())
                     if during is not None:
                         await during(session, i)
                 await session.end_of_stream()
