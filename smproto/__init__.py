@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import actions, events, server_events
 from ._client import AudioInFlight, ClientConnection
 from ._server import ERROR_CLOSE_CODES, Handshake, ServerConnection
-from ._state import ServerState, State
+from ._state import ServerState, SessionState, State
 from .actions import CloseTransport, SendBinary, SendText
 from .assembler import TranscriptAssembler
 from .auth import (
@@ -77,6 +77,7 @@ __all__ = [
     "SendText",
     "ServerConnection",
     "ServerState",
+    "SessionState",
     "SmprotoError",
     "SpeakerDiarizationConfig",
     "State",

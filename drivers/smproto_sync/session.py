@@ -214,7 +214,16 @@ class Session:
         self.core = core
         self._transport = transport
         self._close_timeout: float = transport["close_timeout"]
-        self._cond = threading.Condition()  # guards core and everything below
+        # One lock guards core and everything below; each kind of waiter has a condition
+        # of its own on it, so that a message wakes only who can go on (the iterator for
+        # an event, a sender for room, the timer for an earlier deadline), not every
+        # waiting thread: at hundreds of sessions, needless wake-ups are most of the cost.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the state, pausing, the connections
+        self._readable = threading.Condition(lock)  # the iterator
+        self._room = threading.Condition(lock)  # senders waiting for the window
+        self._timer_cv = threading.Condition(lock)  # the timer thread
+        self._senders = 0  # waiting on _room
         self._sockets: dict[int, _WebSocket] = {}  # open, until websockets' thread ends
         self._opening: dict[int, _WebSocket | None] = {}  # a key or an open under way
         self._closing_ws: set[_WebSocket] = set()  # closing: aborted at close_by
@@ -307,11 +316,16 @@ class Session:
         connection made: the check raises when it never can), then apply it."""
         with self._cond:
             core = self.core
-            ready = (
-                core.check_send_audio if name == "send_audio" else lambda: core.check_command(name)
-            )
-            while not ready():
-                self._cond.wait()
+            if name == "send_audio":
+                while not core.check_send_audio():
+                    self._senders += 1
+                    try:
+                        self._room.wait()
+                    finally:
+                        self._senders -= 1
+            else:
+                while not core.check_command(name):
+                    self._cond.wait()
             result = apply()
             self._after()
             return result
@@ -328,13 +342,13 @@ class Session:
                 paused = core.reading_paused
                 event = core.next_event()
                 if event is not None:
-                    if paused and not core.reading_paused:
-                        self._after()  # reading resumes
+                    if paused:
+                        self._after()  # what was held may have been fed; reading may resume
                     return event
                 if core.finished:
                     core.raise_failure()
                     raise StopIteration
-                self._cond.wait()
+                self._readable.wait()
 
     # ------------------------------------------------------------------ the pump
 
@@ -344,16 +358,22 @@ class Session:
         core = self.core
         if core.has_actions:
             self._perform(core.actions())
-        deadline = core.get_timer()
+        if core.has_events:
+            self._readable.notify()
+        if self._senders and core.wake_sender:
+            self._room.notify_all()
         state = core.state
-        if (
-            core.has_events
-            or state is not self._state
-            or core.reading_paused is not self._paused
-            or (deadline is not None and deadline < self._armed)
-        ):
+        if state is not self._state or core.reading_paused is not self._paused:
             self._state, self._paused = state, core.reading_paused
-            self._cond.notify_all()
+            self._wake_all()
+        deadline = core.get_timer()
+        if deadline is not None and deadline < self._armed:
+            self._timer_cv.notify()
+
+    def _wake_all(self) -> None:
+        """Wake every waiting thread (under the lock): the state changed, or the end."""
+        for condition in (self._cond, self._readable, self._room, self._timer_cv):
+            condition.notify_all()
 
     def _perform(self, actions: list[Any]) -> None:
         for action in actions:
@@ -393,12 +413,13 @@ class Session:
             if ws.close_by is None and not ws.lost:
                 ws.close_by = _now() + self._close_timeout
                 self._closing_ws.add(ws)
-                self._cond.notify_all()  # the timer thread enforces it
+                self._timer_cv.notify()  # the timer thread enforces it
+                self._cond.notify_all()  # a reader paused on it goes on
 
     def _run_timer(self) -> None:
         """The timer thread: sleeps until the session's deadline (or a closing
         connection's), woken whenever the deadline moves earlier."""
-        cond, core = self._cond, self.core
+        cond, core = self._timer_cv, self.core
         with cond:
             while not self._stopped:
                 now = _now()
@@ -567,7 +588,7 @@ class Session:
                 if ws is not None:
                     ws.close_socket()
             self._stopped = True
-            self._cond.notify_all()
+            self._wake_all()
             threads = [*self._threads, *(t for ws in self._all for t in ws.threads())]
         end = _now() + 1.0  # an opening still in its TCP connect ends by its open_timeout
         for thread in threads:

@@ -52,6 +52,11 @@ def driver_for(name: str) -> Any:
     """The driver module (asyncio, trio) or its facade (sync, livekit)."""
     if name in ("asyncio", "trio"):
         return importlib.import_module(f"smproto_{name}")
+    # Imported now, not in the test: importing LiveKit takes seconds, and tens of MB
+    # under a test's tracemalloc probe.
+    for module in (f"smproto_{name}", "livekit.rtc", "livekit.agents", "aiohttp"):
+        if name == "livekit" or module == f"smproto_{name}":
+            importlib.import_module(module)
     return SYNC if name == "sync" else LIVEKIT
 
 
