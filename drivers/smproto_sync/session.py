@@ -40,8 +40,6 @@ from websockets.sync.client import connect as ws_connect
 
 from smproto import (
     AudioFormat,
-    AudioInFlight,
-    ClientConnection,
     CloseTransport,
     SendBinary,
     SendText,
@@ -56,8 +54,8 @@ from smproto.config import AudioEventsConfig, TranslationConfig
 from smproto.events import Event
 from smproto.session import ClientSession, ReconnectPolicy, SessionError
 from smproto_io.http import post
-from smproto_io.keys import resolve_api_key
 from smproto_io.log import redacting_logger
+from smproto_io.session import SessionView, open_session
 from smproto_io.ws import MessageHook
 
 __all__ = ["Session", "connect", "transcribe"]
@@ -70,8 +68,6 @@ SDK = "smproto-sync/0.1.0"
 #: Close codes websockets sends when it fails a connection for what the peer sent.
 _PEER_FAULTS = frozenset({1002, 1007, 1009})
 _now = time.monotonic
-#: The arguments of connect() that are websockets', not the session's.
-_TRANSPORT = ("ssl", "close_timeout", "ping_interval", "ping_timeout", "max_message_size")
 _T = TypeVar("_T")
 #: The most audio the writer frames and writes at a time.
 _BATCH_BYTES = 64 * 1024
@@ -199,7 +195,7 @@ class _WebSocket(MessageHook, WebSocket):
                     self.socket.shutdown(socket.SHUT_WR)
 
 
-class Session:
+class Session(SessionView):
     """One transcription session, possibly over several connections.
 
     Created by :func:`connect`. Iterate it for events (``for event in session``); the
@@ -233,41 +229,6 @@ class Session:
         self._paused = False
         self._armed = math.inf  # the deadline the timer thread sleeps until
         self._stopped = False
-
-    def __repr__(self) -> str:
-        return f"<Session {self.core!r}>"
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def state(self) -> SessionState:
-        """Where the session is (``ACTIVE``, ``ROLLING_OVER``, ``DRAINING``, ...)."""
-        return self.core.state
-
-    @property
-    def connection(self) -> ClientConnection:
-        """The current connection's sans-IO engine (a new one after a reconnect)."""
-        return self.core.connection
-
-    @property
-    def audio_in_flight(self) -> AudioInFlight:
-        """Audio sent but not yet acknowledged."""
-        return self.core.audio_in_flight
-
-    @property
-    def dropped_events(self) -> int:
-        """Events dropped because the application read too slowly (never finals)."""
-        return self.core.dropped_events
-
-    @property
-    def reconnects(self) -> int:
-        """How many times a failed connection was replaced."""
-        return self.core.reconnects
-
-    @property
-    def rollovers(self) -> int:
-        """How many times the session moved to a new connection before a limit."""
-        return self.core.rollovers
 
     # ------------------------------------------------------------------ commands
 
@@ -667,17 +628,8 @@ def connect(
         smproto.session.SessionError: a subclass saying why the session could not start,
             and from the block, why it failed (never a bare library exception).
     """
-    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-        raise TypeError(
-            f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}: certificates "
-            "are always verified, unless the context given says otherwise"
-        )
-    # Every argument (no local is defined above): the session's, once websockets' are out.
-    arguments = dict(locals())
-    transport = {name: arguments.pop(name) for name in _TRANSPORT}
-    transport["open_timeout"] = open_timeout
-    arguments["api_key"] = resolve_api_key(api_key)
-    core = ClientSession(sdk=SDK, **arguments)
+    # Every argument (no local is defined above): the session's and the transport's.
+    core, transport = open_session(SDK, locals())
     session = Session(core, transport)
     try:
         session._start()

@@ -37,8 +37,6 @@ from websockets.trio.client import connect as ws_connect
 
 from smproto import (
     AudioFormat,
-    AudioInFlight,
-    ClientConnection,
     CloseTransport,
     SendBinary,
     SendText,
@@ -53,8 +51,8 @@ from smproto.config import AudioEventsConfig, TranslationConfig
 from smproto.events import Event
 from smproto.session import ClientSession, ReconnectPolicy
 from smproto_io.http import post
-from smproto_io.keys import resolve_api_key
 from smproto_io.log import redacting_logger
+from smproto_io.session import SessionView, open_session
 from smproto_io.ws import MessageHook
 
 __all__ = ["Session", "connect", "transcribe"]
@@ -242,7 +240,7 @@ class _Writer:
         return dropped
 
 
-class Session:
+class Session(SessionView):
     """One transcription session, possibly over several connections.
 
     Created by :func:`connect`. Iterate it for events; the iteration ends after
@@ -266,41 +264,6 @@ class Session:
         self._readable: trio.Event | None = None  # the iterator, waiting
         self._room: trio.Event | None = None  # a sender, waiting for room
         self._changed = trio.Event()  # set (and replaced) when the state changes
-
-    def __repr__(self) -> str:
-        return f"<Session {self.core!r}>"
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def state(self) -> SessionState:
-        """Where the session is (``ACTIVE``, ``ROLLING_OVER``, ``DRAINING``, ...)."""
-        return self.core.state
-
-    @property
-    def connection(self) -> ClientConnection:
-        """The current connection's sans-IO engine (a new one after a reconnect)."""
-        return self.core.connection
-
-    @property
-    def audio_in_flight(self) -> AudioInFlight:
-        """Audio sent but not yet acknowledged."""
-        return self.core.audio_in_flight
-
-    @property
-    def dropped_events(self) -> int:
-        """Events dropped because the application read too slowly (never finals)."""
-        return self.core.dropped_events
-
-    @property
-    def reconnects(self) -> int:
-        """How many times a failed connection was replaced."""
-        return self.core.reconnects
-
-    @property
-    def rollovers(self) -> int:
-        """How many times the session moved to a new connection before a limit."""
-        return self.core.rollovers
 
     # ------------------------------------------------------------------ commands
 
@@ -660,41 +623,8 @@ async def connect(
     a nursery of their own, hidden inside this context manager: errors come out as a
     single :class:`smproto.session.SessionError`, never an ExceptionGroup.
     """
-    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
-        raise TypeError(
-            f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}: certificates "
-            "are always verified, unless the context given says otherwise"
-        )
-    core = ClientSession(
-        url,
-        transcription_config=transcription_config,
-        audio_format=audio_format,
-        translation_config=translation_config,
-        audio_events_config=audio_events_config,
-        api_key=resolve_api_key(api_key),
-        temporary_key=temporary_key,
-        temporary_key_ttl=temporary_key_ttl,
-        management_url=management_url,
-        extra_headers=extra_headers,
-        sdk=SDK,
-        reconnect=reconnect,
-        open_timeout=open_timeout,
-        recognition_started_timeout=recognition_started_timeout,
-        ack_timeout=ack_timeout,
-        drain_timeout=drain_timeout,
-        max_audio_in_flight_seconds=max_audio_in_flight_seconds,
-        retain_audio_seconds=retain_audio_seconds,
-        event_queue_size=event_queue_size,
-        max_session_seconds=max_session_seconds,
-    )
-    transport = {
-        "ssl": ssl,
-        "open_timeout": open_timeout,
-        "close_timeout": close_timeout,
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "max_message_size": max_message_size,
-    }
+    # Every argument (no local is defined above): the session's and the transport's.
+    core, transport = open_session(SDK, locals())
     start_error: BaseException | None = None
     body_error: BaseException | None = None
     # Exceptions are kept out of the nursery (and re-raised after it) so that they come
